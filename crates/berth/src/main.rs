@@ -1,0 +1,4 @@
+mod format;
+mod units;
+
+fn main() {}

@@ -1,0 +1,77 @@
+//! `/_ping`, `/version`, `/info`, `/system/df`, and the container endpoints that exist before
+//! containers do (so `docker ps` and `docker inspect <image>` behave).
+
+use super::{json, ApiResult, AppState};
+use crate::services::system;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use berth_api::types::SystemDf;
+use berth_api::version::CURRENT;
+use berth_api::ApiVersion;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_ping", get(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+        .route("/system/df", get(df))
+        .route(
+            "/containers/json",
+            get(|| async { json(StatusCode::OK, &Vec::<()>::new()) }),
+        )
+        .route("/containers/{id}/json", get(no_such_container))
+}
+
+async fn ping(State(d): State<AppState>) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(
+        "Api-Version",
+        HeaderValue::from_str(&CURRENT.to_string()).expect("header"),
+    );
+    h.insert("OSType", HeaderValue::from_static("linux"));
+    h.insert(
+        "Docker-Experimental",
+        HeaderValue::from_static(if d.config.experimental { "true" } else { "false" }),
+    );
+    // Classic builder: the docker CLI then uses POST /build rather than BuildKit's session.
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    (h, "OK").into_response()
+}
+
+async fn version() -> Response {
+    json(StatusCode::OK, &system::version())
+}
+
+async fn info(State(d): State<AppState>) -> Response {
+    json(StatusCode::OK, &system::info(&d).await)
+}
+
+async fn df(State(d): State<AppState>, Extension(v): Extension<ApiVersion>) -> ApiResult {
+    let (images, layers_size) = d.images.disk_usage(v).await?;
+    Ok(json(
+        StatusCode::OK,
+        &SystemDf {
+            layers_size,
+            images,
+            containers: vec![],
+            volumes: vec![],
+            build_cache: vec![],
+        },
+    ))
+}
+
+async fn no_such_container(Path(id): Path<String>) -> super::ApiError {
+    super::ApiError::new(StatusCode::NOT_FOUND, format!("No such container: {id}"))
+}
