@@ -90,8 +90,12 @@ fn dir_flags() -> OFlags {
 /// Must run as root (it sets owners, creates device nodes and `trusted.*` xattrs). On error,
 /// `dest` is left partly filled; the caller discards it.
 pub fn apply_layer<R: Read>(reader: R, dest: &Path) -> Result<ApplyStats, LayerError> {
-    let root = rustix::fs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(io_err(|| format!("opening layer destination {}", dest.display())))?;
+    let root = rustix::fs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err(|| format!("opening layer destination {}", dest.display())))?;
     ensure_empty(&root, dest)?;
 
     let (stream, compression) = decompressed(reader).map_err(LayerError::Tar)?;
@@ -113,7 +117,11 @@ pub fn apply_layer<R: Read>(reader: R, dest: &Path) -> Result<ApplyStats, LayerE
     // reading to the end also makes the decompressor verify its trailer (gzip CRC, zstd checksum).
     let (diff_id, tar_size) = archive.into_inner().finish_draining().map_err(LayerError::Tar)?;
     ex.set_dir_times()?;
-    Ok(ApplyStats { diff_id, size: ex.size, tar_size })
+    Ok(ApplyStats {
+        diff_id,
+        size: ex.size,
+        tar_size,
+    })
 }
 
 fn ensure_empty(root: &OwnedFd, dest: &Path) -> Result<()> {
@@ -130,11 +138,17 @@ fn ensure_empty(root: &OwnedFd, dest: &Path) -> Result<()> {
 }
 
 fn io_err<E: Into<io::Error>>(context: impl FnOnce() -> String) -> impl FnOnce(E) -> LayerError {
-    move |e| LayerError::Io { context: context(), source: e.into() }
+    move |e| LayerError::Io {
+        context: context(),
+        source: e.into(),
+    }
 }
 
 fn invalid(path: &str, reason: impl Into<String>) -> LayerError {
-    LayerError::InvalidEntry { path: path.to_string(), reason: reason.into() }
+    LayerError::InvalidEntry {
+        path: path.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Turns a tar path into a relative path of plain components: a leading `/` and `.` components
@@ -157,7 +171,9 @@ fn normalize(raw: &[u8]) -> Result<PathBuf, &'static str> {
 
 /// Splits a normalised, non-empty path into its parent directory and final component.
 fn split(rel: &Path) -> (&Path, &OsStr) {
-    let name = rel.file_name().expect("normalised non-empty path has a final component");
+    let name = rel
+        .file_name()
+        .expect("normalised non-empty path has a final component");
     (rel.parent().unwrap_or(Path::new("")), name)
 }
 
@@ -212,7 +228,8 @@ fn walk(root: BorrowedFd<'_>, dir: &Path, create: bool) -> Result<OwnedFd, WalkE
                 let fd = rustix::fs::openat(at, comp.as_os_str(), dir_flags(), Mode::empty())
                     .map_err(|e| classify(at, comp.as_os_str(), &so_far, e))?;
                 // Exact mode, whatever the umask.
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(|e| WalkError::Io(so_far.clone(), e.into()))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                    .map_err(|e| WalkError::Io(so_far.clone(), e.into()))?;
                 fd
             }
             Err(Errno::NOENT) => return Err(WalkError::Missing(so_far)),
@@ -222,7 +239,8 @@ fn walk(root: BorrowedFd<'_>, dir: &Path, create: bool) -> Result<OwnedFd, WalkE
     }
     match cur {
         Some(fd) => Ok(fd),
-        None => rustix::fs::openat(root, ".", dir_flags(), Mode::empty()).map_err(|e| WalkError::Io(so_far, e.into())),
+        None => rustix::fs::openat(root, ".", dir_flags(), Mode::empty())
+            .map_err(|e| WalkError::Io(so_far, e.into())),
     }
 }
 
@@ -232,7 +250,9 @@ fn classify(at: BorrowedFd<'_>, name: &OsStr, so_far: &Path, e: Errno) -> WalkEr
         return WalkError::Io(so_far.to_path_buf(), e.into());
     }
     match rustix::fs::statat(at, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => WalkError::Symlink(so_far.to_path_buf()),
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+            WalkError::Symlink(so_far.to_path_buf())
+        }
         Ok(_) => WalkError::NotDir(so_far.to_path_buf()),
         Err(e2) => WalkError::Io(so_far.to_path_buf(), e2.into()),
     }
@@ -271,7 +291,9 @@ fn remove_all_at(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
                 }
                 let dfd = dir.fd()?;
                 let ft = match ent.file_type() {
-                    FileType::Unknown => FileType::from_raw_mode(rustix::fs::statat(dfd, child, AtFlags::SYMLINK_NOFOLLOW)?.st_mode),
+                    FileType::Unknown => FileType::from_raw_mode(
+                        rustix::fs::statat(dfd, child, AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+                    ),
                     ft => ft,
                 };
                 if ft == FileType::Directory {
@@ -320,7 +342,13 @@ impl ParentCache {
     }
 
     /// Opens (creating missing directories if `create`) the directory `dir`, or reuses it.
-    fn get<'a>(&'a mut self, root: BorrowedFd<'a>, dir: &Path, create: bool, entry: &str) -> Result<BorrowedFd<'a>> {
+    fn get<'a>(
+        &'a mut self,
+        root: BorrowedFd<'a>,
+        dir: &Path,
+        create: bool,
+        entry: &str,
+    ) -> Result<BorrowedFd<'a>> {
         if dir.as_os_str().is_empty() {
             return Ok(root);
         }
@@ -345,8 +373,16 @@ struct Meta {
 
 impl Meta {
     fn from_entry<R: Read>(entry: &mut tar::Entry<'_, R>, path: &str) -> Result<Meta> {
-        let bad = |source: io::Error| LayerError::TarEntry { path: path.to_string(), source };
-        let out_of_range = |what: &str| bad(io::Error::new(io::ErrorKind::InvalidData, format!("{what} out of range")));
+        let bad = |source: io::Error| LayerError::TarEntry {
+            path: path.to_string(),
+            source,
+        };
+        let out_of_range = |what: &str| {
+            bad(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what} out of range"),
+            ))
+        };
         let h = entry.header();
         let old = h.as_old();
         let mode = blank_is_zero(h.mode(), &old.mode).map_err(bad)?;
@@ -356,12 +392,16 @@ impl Meta {
         let gid = u32::try_from(gid).map_err(|_| out_of_range("gid"))?;
         let mtime = blank_is_zero(h.mtime(), &old.mtime).map_err(bad)?;
         let mtime = i64::try_from(mtime).map_err(|_| out_of_range("mtime"))?;
-        let mut mtime = Timespec { tv_sec: mtime, tv_nsec: 0 };
+        let mut mtime = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
         let mut atime = None;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions().map_err(bad)? {
             for ext in pax {
-                let ext = ext.map_err(|_| bad(io::Error::new(io::ErrorKind::InvalidData, "malformed PAX record")))?;
+                let ext =
+                    ext.map_err(|_| bad(io::Error::new(io::ErrorKind::InvalidData, "malformed PAX record")))?;
                 let key = ext.key_bytes();
                 if key == b"mtime" {
                     if let Some(t) = parse_pax_time(ext.value_bytes()) {
@@ -380,7 +420,10 @@ impl Meta {
             mode: Mode::from_raw_mode(mode & 0o7777),
             uid: Uid::from_raw(uid),
             gid: Gid::from_raw(gid),
-            times: Timestamps { last_access: atime, last_modification: mtime },
+            times: Timestamps {
+                last_access: atime,
+                last_modification: mtime,
+            },
             xattrs,
         })
     }
@@ -403,7 +446,8 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
         None => (false, s),
     };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let mut secs: i64 = int.parse().ok()?;
@@ -419,7 +463,10 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
             nsec = 1_000_000_000 - nsec;
         }
     }
-    Some(Timespec { tv_sec: secs, tv_nsec: nsec })
+    Some(Timespec {
+        tv_sec: secs,
+        tv_nsec: nsec,
+    })
 }
 
 /// Where to set xattrs: an open file, or (for symlinks and device nodes, which cannot be opened
@@ -492,7 +539,15 @@ impl Extractor<'_> {
 
         use tar::EntryType as T;
         match etype {
-            T::Regular | T::Continuous | T::GNUSparse | T::Directory | T::Symlink | T::Link | T::Char | T::Block | T::Fifo => {}
+            T::Regular
+            | T::Continuous
+            | T::GNUSparse
+            | T::Directory
+            | T::Symlink
+            | T::Link
+            | T::Char
+            | T::Block
+            | T::Fifo => {}
             other => {
                 tracing::warn!(entry = %path, kind = ?other, "skipping layer entry of unsupported type");
                 return Ok(());
@@ -510,21 +565,34 @@ impl Extractor<'_> {
         match etype {
             T::Directory => self.directory(&rel, &meta, &path),
             T::Symlink => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 self.symlink(&rel, &target, &meta, &path)
             }
             T::Link => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 self.hard_link(&rel, &target, &path)
             }
             T::Fifo => self.node(&rel, FileType::Fifo, 0, &meta, &path),
             T::Char | T::Block => {
-                let bad = |source| LayerError::TarEntry { path: path.clone(), source };
+                let bad = |source| LayerError::TarEntry {
+                    path: path.clone(),
+                    source,
+                };
                 let h = entry.header();
                 // dev_major and dev_minor are at the same offsets in ustar and GNU headers.
                 let major = blank_is_zero(h.device_major(), &h.as_bytes()[329..337]).map_err(bad)?;
                 let minor = blank_is_zero(h.device_minor(), &h.as_bytes()[337..345]).map_err(bad)?;
-                let ft = if etype == T::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
+                let ft = if etype == T::Char {
+                    FileType::CharacterDevice
+                } else {
+                    FileType::BlockDevice
+                };
                 let dev = rustix::fs::makedev(major.unwrap_or(0), minor.unwrap_or(0));
                 self.node(&rel, ft, dev, &meta, &path)
             }
@@ -565,12 +633,20 @@ impl Extractor<'_> {
         Ok(())
     }
 
-    fn regular<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>, rel: &Path, meta: &Meta, path: &str) -> Result<()> {
+    fn regular<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &Path,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<()> {
         let (dir, name) = split(rel);
         let parent = self.cache.get(self.root.as_fd(), dir, true, path)?;
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = create_replacing(parent, name, || rustix::fs::openat(parent, name, flags, Mode::from_raw_mode(0o600)))
-            .map_err(io_err(|| format!("creating file for layer entry {path:?}")))?;
+        let fd = create_replacing(parent, name, || {
+            rustix::fs::openat(parent, name, flags, Mode::from_raw_mode(0o600))
+        })
+        .map_err(io_err(|| format!("creating file for layer entry {path:?}")))?;
         let mut file = File::from(fd);
         let expected = entry.size();
         let mut written = 0u64;
@@ -579,9 +655,15 @@ impl Extractor<'_> {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(LayerError::TarEntry { path: path.to_string(), source }),
+                Err(source) => {
+                    return Err(LayerError::TarEntry {
+                        path: path.to_string(),
+                        source,
+                    })
+                }
             };
-            file.write_all(&self.buf[..n]).map_err(io_err(|| format!("writing layer entry {path:?}")))?;
+            file.write_all(&self.buf[..n])
+                .map_err(io_err(|| format!("writing layer entry {path:?}")))?;
             written += n as u64;
         }
         if written != expected {
@@ -616,8 +698,14 @@ impl Extractor<'_> {
         create_replacing(parent, name, || rustix::fs::symlinkat(target, parent, name))
             .map_err(io_err(|| format!("creating symlink for layer entry {path:?}")))?;
         let ctx = || format!("setting metadata of layer entry {path:?}");
-        rustix::fs::chownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io_err(ctx))?;
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(meta.uid),
+            Some(meta.gid),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_err(ctx))?;
         if !meta.xattrs.is_empty() {
             let full = self.dest.join(rel);
             set_xattrs(XattrTarget::Path(&full), &meta.xattrs, path)?;
@@ -633,6 +721,9 @@ impl Extractor<'_> {
             target: target_str.clone(),
             reason: reason.to_string(),
         };
+        if target.is_empty() {
+            return Err(invalid(path, "hard link without a target"));
+        }
         let target_rel = normalize(target).map_err(|r| bad(&format!("is invalid: {r}")))?;
         if target_rel.as_os_str().is_empty() {
             return Err(bad("is the layer root"));
@@ -643,10 +734,16 @@ impl Extractor<'_> {
             e => e.into_layer_error(path),
         })?;
         match rustix::fs::statat(&tparent, tname, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => return Err(bad("is a directory")),
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                return Err(bad("is a directory"))
+            }
             Ok(_) => {}
             Err(Errno::NOENT) => return Err(bad("does not exist in the layer")),
-            Err(e) => return Err(io_err(|| format!("layer entry {path:?}: looking up link target {target_str:?}"))(e)),
+            Err(e) => {
+                return Err(io_err(|| {
+                    format!("layer entry {path:?}: looking up link target {target_str:?}")
+                })(e))
+            }
         }
         if target_rel == rel {
             return Ok(());
@@ -654,19 +751,38 @@ impl Extractor<'_> {
         let (dir, name) = split(rel);
         let parent = self.cache.get(self.root.as_fd(), dir, true, path)?;
         // No AT_SYMLINK_FOLLOW: if the target is a symlink, the link is to the symlink itself.
-        create_replacing(parent, name, || rustix::fs::linkat(&tparent, tname, parent, name, AtFlags::empty()))
-            .map_err(io_err(|| format!("creating hard link for layer entry {path:?}")))?;
+        create_replacing(parent, name, || {
+            rustix::fs::linkat(&tparent, tname, parent, name, AtFlags::empty())
+        })
+        .map_err(io_err(|| format!("creating hard link for layer entry {path:?}")))?;
         Ok(())
     }
 
-    fn node(&mut self, rel: &Path, ft: FileType, dev: rustix::fs::Dev, meta: &Meta, path: &str) -> Result<()> {
+    fn node(
+        &mut self,
+        rel: &Path,
+        ft: FileType,
+        dev: rustix::fs::Dev,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<()> {
         let (dir, name) = split(rel);
         let parent = self.cache.get(self.root.as_fd(), dir, true, path)?;
-        create_replacing(parent, name, || rustix::fs::mknodat(parent, name, ft, meta.mode, dev))
-            .map_err(io_err(|| format!("creating device node for layer entry {path:?}")))?;
+        create_replacing(parent, name, || {
+            rustix::fs::mknodat(parent, name, ft, meta.mode, dev)
+        })
+        .map_err(io_err(|| {
+            format!("creating device node for layer entry {path:?}")
+        }))?;
         let ctx = || format!("setting metadata of layer entry {path:?}");
-        rustix::fs::chownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io_err(ctx))?;
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(meta.uid),
+            Some(meta.gid),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_err(ctx))?;
         // Just created by mknodat, so not a symlink; this sets the exact mode, whatever the umask.
         rustix::fs::chmodat(parent, name, meta.mode, AtFlags::empty()).map_err(io_err(ctx))?;
         if !meta.xattrs.is_empty() {
@@ -687,19 +803,34 @@ impl Extractor<'_> {
         self.cache.invalidate_for(&dir.join(name));
         let parent = self.cache.get(self.root.as_fd(), dir, true, path)?;
         create_replacing(parent, name, || {
-            rustix::fs::mknodat(parent, name, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
+            rustix::fs::mknodat(
+                parent,
+                name,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
         })
         .map_err(io_err(|| format!("creating whiteout for layer entry {path:?}")))?;
-        rustix::fs::chownat(parent, name, Some(meta.uid), Some(meta.gid), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io_err(|| format!("setting owner of whiteout for layer entry {path:?}")))?;
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(meta.uid),
+            Some(meta.gid),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_err(|| {
+            format!("setting owner of whiteout for layer entry {path:?}")
+        }))?;
         Ok(())
     }
 
     /// `dir/.wh..wh..opq`: `dir` hides everything below it in lower layers.
     fn opaque(&mut self, dir: &Path, path: &str) -> Result<()> {
         let fd = walk(self.root.as_fd(), dir, true).map_err(|e| e.into_layer_error(path))?;
-        rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty())
-            .map_err(io_err(|| format!("layer entry {path:?}: marking directory opaque")))
+        rustix::fs::fsetxattr(&fd, OPAQUE_XATTR, b"y", XattrFlags::empty()).map_err(io_err(|| {
+            format!("layer entry {path:?}: marking directory opaque")
+        }))
     }
 
     /// Sets the deferred directory times, deepest directories first. A directory a later entry
@@ -715,10 +846,13 @@ impl Extractor<'_> {
                 continue;
             }
             let (dir, name) = split(rel);
-            let Ok(parent) = self.cache.get(self.root.as_fd(), dir, false, "") else { continue };
+            let Ok(parent) = self.cache.get(self.root.as_fd(), dir, false, "") else {
+                continue;
+            };
             match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                    rustix::fs::utimensat(parent, name, times, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err(ctx))?;
+                    rustix::fs::utimensat(parent, name, times, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_err(ctx))?;
                 }
                 _ => continue,
             }
@@ -744,7 +878,9 @@ mod tests {
 
     impl Layer {
         fn new() -> Layer {
-            Layer { b: tar::Builder::new(Vec::new()) }
+            Layer {
+                b: tar::Builder::new(Vec::new()),
+            }
         }
 
         fn raw(&mut self, path: &str, ty: EntryType, data: &[u8], f: impl FnOnce(&mut Header)) -> &mut Self {
@@ -822,8 +958,10 @@ mod tests {
     }
 
     fn listing(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -859,7 +997,9 @@ mod tests {
                 h.set_uid(1000);
                 h.set_gid(1000);
             })
-            .raw("./usr/bin/su", EntryType::Regular, b"\x7fELF....", |h| h.set_mode(0o4755))
+            .raw("./usr/bin/su", EntryType::Regular, b"\x7fELF....", |h| {
+                h.set_mode(0o4755)
+            })
             .raw("tmp/", EntryType::Directory, b"", |h| h.set_mode(0o1777))
             .symlink("bin", "usr/bin")
             .symlink("etc/abs", "/etc/secret")
@@ -892,13 +1032,19 @@ mod tests {
         let usr = fs::symlink_metadata(dest.join("usr")).unwrap();
         assert!(usr.is_dir());
         assert_eq!(usr.mode() & 0o7777, 0o755);
-        assert_eq!(fs::symlink_metadata(dest.join("tmp")).unwrap().mode() & 0o7777, 0o1777);
+        assert_eq!(
+            fs::symlink_metadata(dest.join("tmp")).unwrap().mode() & 0o7777,
+            0o1777
+        );
 
         let bin = fs::symlink_metadata(dest.join("bin")).unwrap();
         assert!(bin.file_type().is_symlink());
         assert_eq!(fs::read_link(dest.join("bin")).unwrap(), Path::new("usr/bin"));
         assert_eq!(bin.mtime(), MTIME as i64);
-        assert_eq!(fs::read_link(dest.join("etc/abs")).unwrap(), Path::new("/etc/secret"));
+        assert_eq!(
+            fs::read_link(dest.join("etc/abs")).unwrap(),
+            Path::new("/etc/secret")
+        );
 
         let link = fs::symlink_metadata(dest.join("etc/secret-link")).unwrap();
         assert_eq!(link.ino(), secret.ino());
@@ -935,7 +1081,11 @@ mod tests {
 
     #[test]
     fn diff_id_is_sha256_of_the_uncompressed_tar() {
-        let mut tar = Layer::new().dir("a/").file("a/b", &vec![42u8; 70_000]).symlink("c", "a/b").bytes();
+        let mut tar = Layer::new()
+            .dir("a/")
+            .file("a/b", &vec![42u8; 70_000])
+            .symlink("c", "a/b")
+            .bytes();
         // Trailing zero padding (as tar tools write up to a 10 KiB record) is part of the diff_id.
         tar.extend(vec![0u8; 10240 - tar.len() % 10240]);
         let want = Digest::of(&tar);
@@ -970,8 +1120,14 @@ mod tests {
         }
         assert_eq!(listing(&dest.join("a")), ["gone"]);
         assert_eq!(listing(&dest), ["a", "new", "toplevel"]);
-        assert_eq!(xattr(&dest.join("a"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
-        assert_eq!(xattr(&dest.join("new"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+        assert_eq!(
+            xattr(&dest.join("a"), "trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert_eq!(
+            xattr(&dest.join("new"), "trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
         assert!(listing(&dest.join("new")).is_empty());
     }
 
@@ -979,7 +1135,10 @@ mod tests {
     fn whiteout_of_dot_dot_is_rejected() {
         let tar = Layer::new().file("a/.wh...", b"").bytes();
         let d = Dest::new();
-        assert!(matches!(d.apply(&tar).unwrap_err(), LayerError::InvalidEntry { .. }));
+        assert!(matches!(
+            d.apply(&tar).unwrap_err(),
+            LayerError::InvalidEntry { .. }
+        ));
         assert_eq!(d.siblings(), ["dest"]);
     }
 
@@ -1009,7 +1168,10 @@ mod tests {
     #[test]
     fn writing_through_a_symlink_to_outside_is_refused() {
         let outside = tempfile::tempdir().unwrap();
-        let tar = Layer::new().symlink("evil", outside.path().to_str().unwrap()).file("evil/pwned", b"x").bytes();
+        let tar = Layer::new()
+            .symlink("evil", outside.path().to_str().unwrap())
+            .file("evil/pwned", b"x")
+            .bytes();
         let d = Dest::new();
         let err = d.apply(&tar).unwrap_err();
         match &err {
@@ -1018,12 +1180,21 @@ mod tests {
             }
             e => panic!("unexpected error {e}"),
         }
-        assert_eq!(err.to_string(), "layer entry \"evil/pwned\" goes through symlink \"evil\"");
+        assert_eq!(
+            err.to_string(),
+            "layer entry \"evil/pwned\" goes through symlink \"evil\""
+        );
         assert!(listing(outside.path()).is_empty());
 
         // Deeper, and via a directory entry and a whiteout.
-        for second in [Layer::new().dir("evil/sub/").bytes(), Layer::new().file("evil/.wh.x", b"").bytes()] {
-            let mut tar = Layer::new().dir("d/").symlink("d/evil", outside.path().to_str().unwrap()).bytes();
+        for second in [
+            Layer::new().dir("evil/sub/").bytes(),
+            Layer::new().file("evil/.wh.x", b"").bytes(),
+        ] {
+            let mut tar = Layer::new()
+                .dir("d/")
+                .symlink("d/evil", outside.path().to_str().unwrap())
+                .bytes();
             tar.truncate(tar.len() - 1024);
             let mut second = second;
             // Re-prefix the second entry's path with d/.
@@ -1052,7 +1223,10 @@ mod tests {
 
         let tar = Layer::new().symlink("evil", ".").file("evil/x", b"x").bytes();
         let d = Dest::new();
-        assert!(matches!(d.apply(&tar).unwrap_err(), LayerError::ThroughSymlink { .. }));
+        assert!(matches!(
+            d.apply(&tar).unwrap_err(),
+            LayerError::ThroughSymlink { .. }
+        ));
         assert_eq!(listing(&d.path()), ["evil"]);
     }
 
@@ -1077,11 +1251,24 @@ mod tests {
 
     #[test]
     fn hardlink_through_symlink_is_refused() {
-        let tar = Layer::new().symlink("evil", "/etc").hardlink("link", "evil/passwd").bytes();
+        let tar = Layer::new()
+            .symlink("evil", "/etc")
+            .hardlink("link", "evil/passwd")
+            .bytes();
         let d = Dest::new();
         let err = d.apply(&tar).unwrap_err();
         assert!(matches!(err, LayerError::ThroughSymlink { .. }), "{err}");
         assert_eq!(listing(&d.path()), ["evil"]);
+    }
+
+    #[test]
+    fn hardlink_without_target_is_refused() {
+        let tar = Layer::new().file("f", b"x").hardlink("link", "").bytes();
+        let err = Dest::new().apply(&tar).unwrap_err();
+        assert!(matches!(err, LayerError::InvalidEntry { .. }), "{err}");
+        let tar = Layer::new().file("f", b"x").hardlink("link", "./").bytes();
+        let err = Dest::new().apply(&tar).unwrap_err();
+        assert!(matches!(err, LayerError::BadHardLink { .. }), "{err}");
     }
 
     #[test]
@@ -1096,7 +1283,10 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         let victim = outside.path().join("victim");
         fs::write(&victim, b"host").unwrap();
-        let tar = Layer::new().symlink("s", victim.to_str().unwrap()).hardlink("h", "s").bytes();
+        let tar = Layer::new()
+            .symlink("s", victim.to_str().unwrap())
+            .hardlink("h", "s")
+            .bytes();
         let d = Dest::new();
         d.apply(&tar).unwrap();
         let h = fs::symlink_metadata(d.path().join("h")).unwrap();
@@ -1125,11 +1315,17 @@ mod tests {
         d.apply(&tar).unwrap();
         let null = fs::symlink_metadata(d.path().join("dev/null")).unwrap();
         assert!(null.file_type().is_char_device());
-        assert_eq!((rustix::fs::major(null.rdev()), rustix::fs::minor(null.rdev())), (1, 3));
+        assert_eq!(
+            (rustix::fs::major(null.rdev()), rustix::fs::minor(null.rdev())),
+            (1, 3)
+        );
         assert_eq!(null.mode() & 0o7777, 0o666);
         let lp = fs::symlink_metadata(d.path().join("dev/loop9")).unwrap();
         assert!(lp.file_type().is_block_device());
-        assert_eq!((rustix::fs::major(lp.rdev()), rustix::fs::minor(lp.rdev())), (7, 9));
+        assert_eq!(
+            (rustix::fs::major(lp.rdev()), rustix::fs::minor(lp.rdev())),
+            (7, 9)
+        );
         assert_eq!((lp.mode() & 0o7777, lp.gid()), (0o660, 6));
         let fifo = fs::symlink_metadata(d.path().join("run/fifo")).unwrap();
         assert!(fifo.file_type().is_fifo());
@@ -1142,12 +1338,18 @@ mod tests {
         for cut in [512 + 2000, 512 + 4096, 300, 512 + 5120 + 100] {
             let d = Dest::new();
             let err = d.apply(&tar[..cut]).unwrap_err();
-            assert!(matches!(err, LayerError::Tar(_) | LayerError::TarEntry { .. }), "cut {cut}: {err}");
+            assert!(
+                matches!(err, LayerError::Tar(_) | LayerError::TarEntry { .. }),
+                "cut {cut}: {err}"
+            );
         }
         // The same, gzip-compressed and cut.
         let gz = gzip(&tar);
         let err = Dest::new().apply(&gz[..gz.len() / 2]).unwrap_err();
-        assert!(matches!(err, LayerError::Tar(_) | LayerError::TarEntry { .. }), "{err}");
+        assert!(
+            matches!(err, LayerError::Tar(_) | LayerError::TarEntry { .. }),
+            "{err}"
+        );
         // A corrupt gzip trailer is noticed too (the stream is read to the end).
         let mut gz = gzip(&tar);
         let n = gz.len();
@@ -1174,8 +1376,11 @@ mod tests {
         b.append_data(&mut h, &long, &b"long"[..]).unwrap();
 
         let pax_path = format!("p/{}", "x".repeat(200));
-        b.append_pax_extensions([("path", pax_path.as_bytes()), ("SCHILY.xattr.user.test", &b"hello"[..])])
-            .unwrap();
+        b.append_pax_extensions([
+            ("path", pax_path.as_bytes()),
+            ("SCHILY.xattr.user.test", &b"hello"[..]),
+        ])
+        .unwrap();
         let mut h = Header::new_ustar();
         h.set_path("p/short").unwrap();
         h.set_size(3);
@@ -1264,7 +1469,10 @@ mod tests {
         assert_eq!(fs::read(d.path().join("s")).unwrap(), b"layer");
         assert_eq!(fs::read(d.path().join("d")).unwrap(), b"now a file");
         assert!(fs::symlink_metadata(d.path().join("f")).unwrap().is_dir());
-        assert_eq!(fs::metadata(d.path().join("keep")).unwrap().permissions().mode() & 0o7777, 0o711);
+        assert_eq!(
+            fs::metadata(d.path().join("keep")).unwrap().permissions().mode() & 0o7777,
+            0o711
+        );
         assert_eq!(fs::read(d.path().join("keep/child")).unwrap(), b"c");
     }
 
@@ -1273,12 +1481,18 @@ mod tests {
         let d = Dest::new();
         fs::write(d.path().join("x"), b"").unwrap();
         let tar = Layer::new().file("a", b"x").bytes();
-        assert!(matches!(d.apply(&tar).unwrap_err(), LayerError::DestinationNotEmpty(_)));
+        assert!(matches!(
+            d.apply(&tar).unwrap_err(),
+            LayerError::DestinationNotEmpty(_)
+        ));
     }
 
     #[test]
     fn unknown_entry_types_are_skipped() {
-        let tar = Layer::new().raw("weird", EntryType::new(b'Z'), b"zz", |_| {}).file("ok", b"ok").bytes();
+        let tar = Layer::new()
+            .raw("weird", EntryType::new(b'Z'), b"zz", |_| {})
+            .file("ok", b"ok")
+            .bytes();
         let d = Dest::new();
         d.apply(&tar).unwrap();
         assert_eq!(listing(&d.path()), ["ok"]);

@@ -100,7 +100,10 @@ mod tests {
     fn detect_magic() {
         assert_eq!(Compression::detect(&[0x1f, 0x8b, 0x08, 0x00]), Compression::Gzip);
         assert_eq!(Compression::detect(&[0x1f, 0x8b]), Compression::Gzip);
-        assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0x00]), Compression::Zstd);
+        assert_eq!(
+            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0x00]),
+            Compression::Zstd
+        );
         assert_eq!(Compression::detect(&[0x28, 0xb5, 0x2f]), Compression::None);
         assert_eq!(Compression::detect(&[0x1f]), Compression::None);
         assert_eq!(Compression::detect(b""), Compression::None);

@@ -1,0 +1,111 @@
+//! Command definitions (clap) and dispatch. Names and flags follow the docker CLI.
+
+mod images;
+mod system;
+
+use crate::client::{Client, DaemonError, DEFAULT_HOST};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A container engine that speaks Docker",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Daemon socket to connect to (default: $BERTH_HOST, $DOCKER_HOST, unix:///run/berth/berth.sock)
+    #[arg(short = 'H', long = "host", value_name = "URL")]
+    host: Option<String>,
+    /// Enable debug output
+    #[arg(short = 'D', long = "debug")]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the Berth version information
+    Version(system::VersionArgs),
+    /// Display system-wide information
+    Info(system::InfoArgs),
+    /// List images
+    Images(images::ListArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Return low-level information on Berth objects
+    Inspect(images::InspectArgs),
+    /// Show the history of an image
+    History(images::HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(images::TagArgs),
+    /// Remove one or more images
+    Rmi(images::RmiArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(images::SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(images::LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(images::ImportArgs),
+    /// Manage Berth
+    #[command(subcommand)]
+    System(system::SystemCommand),
+}
+
+/// Where the daemon is: `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the default socket.
+fn host(cli: &Cli) -> String {
+    cli.host
+        .clone()
+        .or_else(|| std::env::var("BERTH_HOST").ok().filter(|h| !h.is_empty()))
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| DEFAULT_HOST.to_string())
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let host = host(&cli);
+    let result = async {
+        let client = Client::connect(&host).await;
+        // `version` prints the client part even when no daemon answers.
+        if let Command::Version(args) = &cli.command {
+            return system::version(client.ok().as_ref(), args).await;
+        }
+        let client = client?;
+        match cli.command {
+            Command::Version(_) => unreachable!("handled above"),
+            Command::Info(a) => system::info(&client, &a).await,
+            Command::Images(a) => images::list(&client, &a).await,
+            Command::Image(c) => images::run(&client, c).await,
+            Command::Inspect(a) => images::inspect(&client, &a, true).await,
+            Command::History(a) => images::history(&client, &a).await,
+            Command::Tag(a) => images::tag(&client, &a).await,
+            Command::Rmi(a) => images::rmi(&client, &a).await,
+            Command::Save(a) => images::save(&client, &a).await,
+            Command::Load(a) => images::load(&client, &a).await,
+            Command::Import(a) => images::import(&client, &a).await,
+            Command::System(c) => system::run(&client, c).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(code) = e.downcast_ref::<ExitCode>() {
+                return code.0;
+            }
+            if e.downcast_ref::<DaemonError>().is_some() {
+                eprintln!("{e}");
+            } else {
+                eprintln!("Error: {e:#}");
+            }
+            1
+        }
+    }
+}
+
+/// A command that already reported its errors and wants this exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitCode(pub i32);
