@@ -46,8 +46,10 @@ impl ImageError {
             ImageError::Conflict(_) => ErrorKind::Conflict,
             ImageError::Invalid(_)
             | ImageError::DigestMismatch { .. }
-            | ImageError::Reference(_)
-            | ImageError::Layer(_) => ErrorKind::InvalidInput,
+            | ImageError::Reference(_) => ErrorKind::InvalidInput,
+            // A layer that cannot be written for our own reasons (disk full) is not bad input.
+            ImageError::Layer(crate::layer::LayerError::Io { .. }) => ErrorKind::Internal,
+            ImageError::Layer(_) => ErrorKind::InvalidInput,
             ImageError::Io { .. } | ImageError::Meta(_) => ErrorKind::Internal,
         }
     }

@@ -1499,7 +1499,7 @@ mod tests {
     }
 
     #[test]
-    fn removing_a_deep_tree_does_not_recurse() {
+    fn replacing_a_deep_directory_tree_with_a_file() {
         let d = Dest::new();
         let mut l = Layer::new();
         let mut p = String::new();

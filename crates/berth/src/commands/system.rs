@@ -52,6 +52,7 @@ fn client_info(api: &str) -> Value {
     json!({
         "Version": env!("CARGO_PKG_VERSION"),
         "ApiVersion": api,
+        "APIVersion": api,
         "DefaultAPIVersion": berth_api::version::CURRENT.to_string(),
         "GoVersion": "n/a (Rust)",
         "Os": "linux",
@@ -76,6 +77,13 @@ pub async fn version(client: Option<&Client>, args: &VersionArgs) -> Result<()> 
         Some(c) => Some(c.get("/version", &Query::default()).await?),
         None => None,
     };
+    // Docker's templates name Go fields (`.Server.APIVersion`); offer those names too.
+    let server = server.map(|mut s| {
+        if let Some(v) = s.get("ApiVersion").cloned() {
+            s["APIVersion"] = v;
+        }
+        s
+    });
     let all = json!({"Client": client_info(&api), "Server": server});
     if let Some(f) = args.format.as_deref() {
         println!("{}", crate::format::render_one(f, &all)?);

@@ -38,17 +38,20 @@ impl ImageService {
         let before = bound("before")?;
         let since = bound("since")?;
         let mut images = blocking(move || store.list()).await?;
-        images.retain(|i| {
+        let patterns = filters.get("reference");
+        images.retain_mut(|i| {
             let created = i.config.created_unix();
+            // As Docker: a reference filter also narrows the names shown to the matching ones.
+            if !patterns.is_empty() {
+                i.refs.retain(|r| patterns.iter().any(|p| matches_reference(p, r)));
+                if i.refs.is_empty() {
+                    return false;
+                }
+            }
             dangling.is_none_or(|d| d == i.is_dangling())
                 && filters.match_labels("label", &i.config.labels())
                 && before.is_none_or(|b| created < b)
                 && since.is_none_or(|s| created > s)
-                && (filters.get("reference").is_empty()
-                    || filters
-                        .get("reference")
-                        .iter()
-                        .any(|p| matches_reference(p, &i.refs)))
         });
         images.sort_by(|a, b| {
             b.config
@@ -279,9 +282,8 @@ fn summary(i: &ImageInfo, version: ApiVersion, shared: i64, containers: i64) -> 
 }
 
 /// Docker's reference filter: a glob (path.Match) against the familiar name or name:tag.
-fn matches_reference(pattern: &str, refs: &[Reference]) -> bool {
-    refs.iter()
-        .any(|r| glob(pattern, &r.familiar_name()) || glob(pattern, &r.familiar_string()))
+fn matches_reference(pattern: &str, r: &Reference) -> bool {
+    glob(pattern, &r.familiar_name()) || glob(pattern, &r.familiar_string())
 }
 
 /// Go's path.Match: `*` any run of non-`/`, `?` one non-`/`, `[...]` a class, `\` escapes.

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Berth's build and tests need (idempotent; run as root).
+#   busybox-static  the test images are made from it
+#   skopeo, umoci   independent OCI tools the interop tests check berth against
+set -euo pipefail
+packages=(busybox-static skopeo umoci tar ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
