@@ -17,18 +17,28 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is not built: run `cargo build --workspace --bins` first", p.display());
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        p.display()
+    );
     p
 }
 
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 /// Integration tests need root (namespaces, mounts, chown); they fail loudly rather than skip.
@@ -50,7 +60,10 @@ pub fn busybox_rootfs() -> &'static Path {
             .arg(&out)
             .status()
             .expect("running make-busybox-rootfs.sh");
-        assert!(status.success(), "make-busybox-rootfs.sh failed (is busybox-static installed?)");
+        assert!(
+            status.success(),
+            "make-busybox-rootfs.sh failed (is busybox-static installed?)"
+        );
         out
     })
 }
@@ -64,7 +77,10 @@ pub struct Daemon {
 impl Daemon {
     pub fn start() -> Daemon {
         require_root();
-        let dir = tempfile::Builder::new().prefix("berth-it-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("berth-it-")
+            .tempdir()
+            .expect("temp dir");
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
         let mut d = Daemon { dir, child: None };
         d.spawn();
@@ -118,7 +134,11 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("berthd exited with {status}; log:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "berthd did not answer in time; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not answer in time; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -155,7 +175,13 @@ impl Daemon {
     }
 
     pub fn berth_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        run(Command::new(bin("berth")).args(args).env("BERTH_HOST", self.host()).env_remove("DOCKER_HOST"), stdin)
+        run(
+            Command::new(bin("berth"))
+                .args(args)
+                .env("BERTH_HOST", self.host())
+                .env_remove("DOCKER_HOST"),
+            stdin,
+        )
     }
 
     /// Runs the stock docker CLI (client only) against this daemon.
@@ -173,7 +199,8 @@ impl Daemon {
 
     /// One raw HTTP/1.1 request; returns status and body. Panics when the daemon is unreachable.
     pub fn api(&self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        self.try_api(method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        self.try_api(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
     /// `api`, with the body parsed as JSON.
@@ -220,9 +247,13 @@ impl Drop for Daemon {
 }
 
 fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().unwrap();
@@ -237,16 +268,25 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
 /// Parses an HTTP/1.1 response (chunked or not) into status and body.
 fn parse_response(raw: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
     let head = String::from_utf8_lossy(&raw[..end]);
-    let status: u16 =
-        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| bad("no status"))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
     let mut body = raw[end + 4..].to_vec();
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         let mut out = Vec::new();
         let mut rest = &body[..];
         loop {
-            let line_end = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(|| bad("bad chunk"))?;
+            let line_end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or_else(|| bad("bad chunk"))?;
             let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16)
                 .map_err(|_| bad("bad chunk size"))?;
             rest = &rest[line_end + 2..];
@@ -271,12 +311,23 @@ pub fn stderr(o: &Output) -> String {
 
 #[track_caller]
 pub fn assert_success(o: &Output, what: &str) {
-    assert!(o.status.success(), "{what} failed ({}):\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
 }
 
 #[track_caller]
 pub fn assert_failure(o: &Output, what: &str) {
-    assert!(!o.status.success(), "{what} unexpectedly succeeded:\nstdout: {}\nstderr: {}", stdout(o), stderr(o));
+    assert!(
+        !o.status.success(),
+        "{what} unexpectedly succeeded:\nstdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
 }
 
 /// Builds a tar archive in memory from (path, content) regular files.

@@ -16,7 +16,10 @@ fn raw(d: &Daemon, request: &str) -> String {
 fn ping_answers_with_docker_headers() {
     let d = Daemon::start();
     for method in ["GET", "HEAD"] {
-        let resp = raw(&d, &format!("{method} /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        let resp = raw(
+            &d,
+            &format!("{method} /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
         let lower = resp.to_ascii_lowercase();
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(lower.contains("\r\napi-version: 1.50\r\n"), "{resp}");
@@ -37,10 +40,16 @@ fn versioned_paths_and_negotiation() {
     }
     let (status, v) = d.api_json("GET", "/v1.51/version", b"");
     assert_eq!(status, 400);
-    assert_eq!(v["message"], "client version 1.51 is too new. Maximum supported API version is 1.50");
+    assert_eq!(
+        v["message"],
+        "client version 1.51 is too new. Maximum supported API version is 1.50"
+    );
     let (status, v) = d.api_json("GET", "/v1.12/info", b"");
     assert_eq!(status, 400);
-    assert!(v["message"].as_str().unwrap().starts_with("client version 1.12 is too old"));
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("client version 1.12 is too old"));
     // VirtualSize is only in answers to clients older than 1.44, as Docker does.
     d.import_busybox();
     let (_, old) = d.api_json("GET", "/v1.41/images/json", b"");
@@ -55,17 +64,33 @@ fn errors_have_dockers_shape_and_status() {
     let (status, v) = d.api_json("GET", "/v1.50/no/such/endpoint", b"");
     assert_eq!((status, v["message"].as_str().unwrap()), (404, "page not found"));
     let (status, v) = d.api_json("GET", "/v1.50/images/nosuch/json", b"");
-    assert_eq!((status, v["message"].as_str().unwrap()), (404, "No such image: nosuch:latest"));
+    assert_eq!(
+        (status, v["message"].as_str().unwrap()),
+        (404, "No such image: nosuch:latest")
+    );
     let (status, v) = d.api_json("GET", "/v1.50/images/json?filters=%7Bbad", b"");
     assert_eq!(status, 400, "{v}");
-    let (status, v) = d.api_json("GET", "/v1.50/images/json?filters=%7B%22colour%22%3A%5B%22x%22%5D%7D", b"");
-    assert_eq!((status, v["message"].as_str().unwrap()), (400, "invalid filter 'colour'"));
+    let (status, v) = d.api_json(
+        "GET",
+        "/v1.50/images/json?filters=%7B%22colour%22%3A%5B%22x%22%5D%7D",
+        b"",
+    );
+    assert_eq!(
+        (status, v["message"].as_str().unwrap()),
+        (400, "invalid filter 'colour'")
+    );
     let (status, v) = d.api_json("POST", "/v1.50/images/busybox/tag?repo=good/name", b"");
-    assert_eq!((status, v["message"].as_str().unwrap()), (404, "No such image: busybox:latest"));
+    assert_eq!(
+        (status, v["message"].as_str().unwrap()),
+        (404, "No such image: busybox:latest")
+    );
     d.import_busybox();
     let (status, v) = d.api_json("POST", "/v1.50/images/busybox/tag?repo=Upper/Case", b"");
     assert_eq!(status, 400, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("must be lowercase"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("must be lowercase"),
+        "{v}"
+    );
     assert_success(&d.berth(&["tag", "busybox", "second:1"]), "tag");
     let id = stdout(&d.berth(&["images", "-q"])).trim().to_string();
     let (status, v) = d.api_json("DELETE", &format!("/v1.50/images/{id}"), b"");
@@ -80,11 +105,24 @@ fn images_survive_a_restart_and_sigterm_cleans_up() {
     let status = d.stop();
     assert!(status.success(), "berthd exits 0 on SIGTERM, got {status}");
     assert!(!d.socket().exists(), "socket removed on shutdown");
-    assert!(!d.dir.path().join("run/berthd.pid").exists(), "pid file removed on shutdown");
+    assert!(
+        !d.dir.path().join("run/berthd.pid").exists(),
+        "pid file removed on shutdown"
+    );
     d.spawn();
-    let out = d.berth(&["images", "--no-trunc", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"]);
+    let out = d.berth(&[
+        "images",
+        "--no-trunc",
+        "--format",
+        "{{.ID}} {{.Repository}}:{{.Tag}}",
+    ]);
     assert_eq!(stdout(&out).trim(), format!("{id} busybox:latest"));
-    let engine_id = |d: &Daemon| d.api_json("GET", "/info", b"").1["ID"].as_str().unwrap().to_string();
+    let engine_id = |d: &Daemon| {
+        d.api_json("GET", "/info", b"").1["ID"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let first = engine_id(&d);
     d.restart();
     assert_eq!(engine_id(&d), first, "the engine ID is stable across restarts");
@@ -94,7 +132,11 @@ fn images_survive_a_restart_and_sigterm_cleans_up() {
 fn daemon_json_is_read_and_unknown_keys_refused() {
     let d = Daemon::start();
     let cfg = d.dir.path().join("other.json");
-    std::fs::write(&cfg, r#"{"labels": ["site=test"], "insecure-registries": ["myreg:5000"], "debug": true}"#).unwrap();
+    std::fs::write(
+        &cfg,
+        r#"{"labels": ["site=test"], "insecure-registries": ["myreg:5000"], "debug": true}"#,
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("s.sock");
     let mut child = std::process::Command::new(berth_tests::bin("berthd"))
@@ -110,13 +152,22 @@ fn daemon_json_is_read_and_unknown_keys_refused() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let out = std::process::Command::new(berth_tests::bin("berth"))
-        .args(["-H", &format!("unix://{}", sock.display()), "info", "--format", "{{json .Labels}} {{.Debug}} {{json .RegistryConfig.InsecureRegistryCIDRs}}"])
+        .args([
+            "-H",
+            &format!("unix://{}", sock.display()),
+            "info",
+            "--format",
+            "{{json .Labels}} {{.Debug}} {{json .RegistryConfig.InsecureRegistryCIDRs}}",
+        ])
         .output()
         .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     assert_success(&out, "info");
-    assert_eq!(stdout(&out).trim(), r#"["site=test"] true ["127.0.0.0/8","myreg:5000"]"#);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"["site=test"] true ["127.0.0.0/8","myreg:5000"]"#
+    );
 
     std::fs::write(&cfg, r#"{"no-such-key": 1}"#).unwrap();
     let out = std::process::Command::new(berth_tests::bin("berthd"))
@@ -125,5 +176,9 @@ fn daemon_json_is_read_and_unknown_keys_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -59,7 +59,9 @@ struct Tracked<R> {
 
 impl<R: Read> Read for Tracked<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| *self.error.borrow_mut() = Some(e.to_string()))
+        self.inner
+            .read(buf)
+            .inspect_err(|e| *self.error.borrow_mut() = Some(e.to_string()))
     }
 }
 
@@ -68,7 +70,10 @@ impl ImageStore {
     /// ("Loaded image: busybox:latest", "Loaded image ID: sha256:...").
     pub fn load<R: Read>(&self, reader: R) -> Result<Vec<String>> {
         let error = Rc::new(RefCell::new(None));
-        let tracked = Tracked { inner: reader, error: error.clone() };
+        let tracked = Tracked {
+            inner: reader,
+            error: error.clone(),
+        };
         let mut ingested = Vec::new();
         let result = self.load_inner(tracked, &mut ingested);
         let result = result.map_err(|e| match error.borrow().clone() {
@@ -82,24 +87,37 @@ impl ImageStore {
     }
 
     fn load_inner<R: Read>(&self, reader: R, ingested: &mut Vec<Digest>) -> Result<Vec<String>> {
-        let (stream, _) = decompressed(reader).map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
+        let (stream, _) =
+            decompressed(reader).map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
         let mut archive = tar::Archive::new(stream);
         let mut files: HashMap<String, ArchiveFile> = HashMap::new();
         let mut links: HashMap<String, String> = HashMap::new();
-        let entries = archive.entries().map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
-            let path = normalize(&entry.path().map_err(|e| ImageError::invalid(e.to_string()))?.to_string_lossy());
+            let path = normalize(
+                &entry
+                    .path()
+                    .map_err(|e| ImageError::invalid(e.to_string()))?
+                    .to_string_lossy(),
+            );
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = entry.header().size().unwrap_or(0);
                     let file = if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-                        let expected = Digest::from_hex(hex)
-                            .map_err(|_| ImageError::invalid(format!("invalid archive: bad blob name {path}")))?;
-                        self.content.ingest(&mut entry, Some(&expected)).map_err(|e| match e {
-                            ImageError::DigestMismatch { .. } => ImageError::invalid(format!("invalid archive: {path}: {e}")),
-                            e => e,
+                        let expected = Digest::from_hex(hex).map_err(|_| {
+                            ImageError::invalid(format!("invalid archive: bad blob name {path}"))
                         })?;
+                        self.content
+                            .ingest(&mut entry, Some(&expected))
+                            .map_err(|e| match e {
+                                ImageError::DigestMismatch { .. } => {
+                                    ImageError::invalid(format!("invalid archive: {path}: {e}"))
+                                }
+                                e => e,
+                            })?;
                         ingested.push(expected.clone());
                         ArchiveFile::Blob(expected)
                     } else if size <= SMALL_FILE_LIMIT && !path.ends_with("layer.tar") {
@@ -114,10 +132,17 @@ impl ImageStore {
                     files.insert(path, file);
                 }
                 tar::EntryType::Symlink | tar::EntryType::Link => {
-                    let target = entry.link_name().ok().flatten().map(|t| t.to_string_lossy().into_owned());
+                    let target = entry
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|t| t.to_string_lossy().into_owned());
                     if let Some(target) = target {
                         let base = match entry.header().entry_type() {
-                            tar::EntryType::Symlink => path.rsplit_once('/').map(|(d, _)| d.to_string()).unwrap_or_default(),
+                            tar::EntryType::Symlink => path
+                                .rsplit_once('/')
+                                .map(|(d, _)| d.to_string())
+                                .unwrap_or_default(),
                             _ => String::new(),
                         };
                         links.insert(path, normalize(&format!("{base}/{target}")));
@@ -157,7 +182,12 @@ impl ImageStore {
                     .map(|t| t.parse::<Reference>().map(Reference::with_default_tag))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 let layers = e.layers.iter().map(|l| lookup(l)).collect::<Result<Vec<_>>>()?;
-                images.push(ArchiveImage { config: lookup(&e.config)?, layers, manifest: None, tags });
+                images.push(ArchiveImage {
+                    config: lookup(&e.config)?,
+                    layers,
+                    manifest: None,
+                    tags,
+                });
             }
             images
         } else if let Some(bytes) = small("index.json") {
@@ -192,8 +222,10 @@ impl ImageStore {
                     _ => None,
                 });
             let manifest_desc = self.pick_platform(desc)?;
-            let manifest: Manifest = serde_json::from_slice(&self.blob(&manifest_desc.digest)?)
-                .map_err(|e| ImageError::invalid(format!("invalid manifest {}: {e}", manifest_desc.digest)))?;
+            let manifest: Manifest =
+                serde_json::from_slice(&self.blob(&manifest_desc.digest)?).map_err(|e| {
+                    ImageError::invalid(format!("invalid manifest {}: {e}", manifest_desc.digest))
+                })?;
             out.push(ArchiveImage {
                 config: manifest.config.digest.clone(),
                 layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
@@ -216,7 +248,11 @@ impl ImageStore {
             desc = index
                 .manifests
                 .iter()
-                .find(|m| m.platform.as_ref().is_some_and(|p| p.architecture == arch && p.os == "linux"))
+                .find(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_some_and(|p| p.architecture == arch && p.os == "linux")
+                })
                 .or_else(|| index.manifests.first())
                 .cloned()
                 .ok_or_else(|| ImageError::invalid(format!("index {} is empty", desc.digest)))?;
@@ -226,7 +262,9 @@ impl ImageStore {
 
     fn blob(&self, d: &Digest) -> Result<Vec<u8>> {
         if !self.content.contains(d) {
-            return Err(ImageError::invalid(format!("invalid archive: blob {d} is missing")));
+            return Err(ImageError::invalid(format!(
+                "invalid archive: blob {d} is missing"
+            )));
         }
         self.content.read_blob(d)
     }
@@ -246,7 +284,11 @@ impl ImageStore {
         }
         let layers = self.stage_layers(&config.rootfs.diff_ids, &blobs)?;
         let manifest = match image.manifest {
-            Some(m) => BlobRef { digest: m.digest, media_type: m.media_type, size: m.size },
+            Some(m) => BlobRef {
+                digest: m.digest,
+                media_type: m.media_type,
+                size: m.size,
+            },
             None => self.write_manifest(&image.config, &blobs)?,
         };
         let moved = self.commit_image(&image.config, manifest, layers, &image.tags)?;
@@ -262,7 +304,12 @@ impl ImageStore {
         if image.tags.is_empty() {
             messages.push(format!("Loaded image ID: {}", image.config));
         }
-        messages.extend(image.tags.iter().map(|t| format!("Loaded image: {}", t.familiar_string())));
+        messages.extend(
+            image
+                .tags
+                .iter()
+                .map(|t| format!("Loaded image: {}", t.familiar_string())),
+        );
         Ok(messages)
     }
 
@@ -270,15 +317,26 @@ impl ImageStore {
     pub(crate) fn write_manifest(&self, config: &Digest, layers: &[BlobRef]) -> Result<BlobRef> {
         let bytes = manifest::oci_manifest_bytes(
             Descriptor::new(manifest::OCI_CONFIG, config.clone(), self.content.size(config)?),
-            layers.iter().map(|b| Descriptor::new(&b.media_type, b.digest.clone(), b.size)).collect(),
+            layers
+                .iter()
+                .map(|b| Descriptor::new(&b.media_type, b.digest.clone(), b.size))
+                .collect(),
         );
         let digest = self.content.write_blob(&bytes)?;
-        Ok(BlobRef { digest, media_type: manifest::OCI_MANIFEST.into(), size: bytes.len() as u64 })
+        Ok(BlobRef {
+            digest,
+            media_type: manifest::OCI_MANIFEST.into(),
+            size: bytes.len() as u64,
+        })
     }
 
     /// Deletes the given blobs unless an image uses them.
     fn gc_blobs(&self, candidates: &[Digest]) -> Result<()> {
-        let live: HashSet<Digest> = self.list()?.iter().flat_map(|i| i.record.blobs().cloned().collect::<Vec<_>>()).collect();
+        let live: HashSet<Digest> = self
+            .list()?
+            .iter()
+            .flat_map(|i| i.record.blobs().cloned().collect::<Vec<_>>())
+            .collect();
         for d in candidates.iter().filter(|d| !live.contains(d)) {
             self.content.delete(d)?;
         }
@@ -307,7 +365,12 @@ impl ImageStore {
                     let repo = r.name();
                     let mut found = false;
                     for info in self.list()? {
-                        for t in info.refs.clone().into_iter().filter(|t| t.digest().is_none() && t.name() == repo) {
+                        for t in info
+                            .refs
+                            .clone()
+                            .into_iter()
+                            .filter(|t| t.digest().is_none() && t.name() == repo)
+                        {
                             add(info.clone(), Some(t));
                             found = true;
                         }
@@ -329,7 +392,10 @@ impl ImageStore {
 
     fn write_archive<W: Write>(&self, images: &[(ImageInfo, Vec<Reference>)], out: W) -> Result<()> {
         let mut tar = tar::Builder::new(out);
-        let werr = |e: std::io::Error| ImageError::Io { context: "writing archive".into(), source: e };
+        let werr = |e: std::io::Error| ImageError::Io {
+            context: "writing archive".into(),
+            source: e,
+        };
         for dir in ["blobs/", "blobs/sha256/"] {
             append_dir(&mut tar, dir).map_err(werr)?;
         }
@@ -341,18 +407,32 @@ impl ImageStore {
             let mut layer_descs = Vec::new();
             for l in &info.record.layers {
                 let rec = self.layer(&l.chain_id)?;
-                layer_descs.push(Descriptor::new(manifest::OCI_LAYER, l.diff_id.clone(), rec.tar_size));
+                layer_descs.push(Descriptor::new(
+                    manifest::OCI_LAYER,
+                    l.diff_id.clone(),
+                    rec.tar_size,
+                ));
                 if !written.insert(l.diff_id.clone()) {
                     continue;
                 }
                 let (stream, _) = decompressed(self.content.open_blob(&l.blob.digest)?)
                     .ctx(|| format!("reading layer {}", l.blob.digest))?;
-                append_file(&mut tar, &format!("blobs/sha256/{}", l.diff_id.hex()), rec.tar_size, stream)
-                    .map_err(werr)?;
+                append_file(
+                    &mut tar,
+                    &format!("blobs/sha256/{}", l.diff_id.hex()),
+                    rec.tar_size,
+                    stream,
+                )
+                .map_err(werr)?;
             }
             let config = self.content.read_blob(&info.record.id)?;
             if written.insert(info.record.id.clone()) {
-                append_bytes(&mut tar, &format!("blobs/sha256/{}", info.record.id.hex()), &config).map_err(werr)?;
+                append_bytes(
+                    &mut tar,
+                    &format!("blobs/sha256/{}", info.record.id.hex()),
+                    &config,
+                )
+                .map_err(werr)?;
             }
             let manifest_bytes = manifest::oci_manifest_bytes(
                 Descriptor::new(manifest::OCI_CONFIG, info.record.id.clone(), config.len() as u64),
@@ -360,17 +440,29 @@ impl ImageStore {
             );
             let manifest_digest = Digest::of(&manifest_bytes);
             if written.insert(manifest_digest.clone()) {
-                append_bytes(&mut tar, &format!("blobs/sha256/{}", manifest_digest.hex()), &manifest_bytes)
-                    .map_err(werr)?;
+                append_bytes(
+                    &mut tar,
+                    &format!("blobs/sha256/{}", manifest_digest.hex()),
+                    &manifest_bytes,
+                )
+                .map_err(werr)?;
             }
-            let desc = Descriptor::new(manifest::OCI_MANIFEST, manifest_digest.clone(), manifest_bytes.len() as u64);
+            let desc = Descriptor::new(
+                manifest::OCI_MANIFEST,
+                manifest_digest.clone(),
+                manifest_bytes.len() as u64,
+            );
             if tags.is_empty() {
                 index.push(desc.clone());
             }
             for t in tags {
                 let mut d = desc.clone();
-                d.annotations.insert(manifest::ANNOTATION_IMAGE_NAME.into(), t.to_string());
-                d.annotations.insert(manifest::ANNOTATION_REF_NAME.into(), t.tag().unwrap_or("latest").into());
+                d.annotations
+                    .insert(manifest::ANNOTATION_IMAGE_NAME.into(), t.to_string());
+                d.annotations.insert(
+                    manifest::ANNOTATION_REF_NAME.into(),
+                    t.tag().unwrap_or("latest").into(),
+                );
                 index.push(d);
                 if let Some(top) = info.record.layers.last() {
                     repositories
@@ -382,10 +474,19 @@ impl ImageStore {
             docker_manifest.push(ArchiveManifestEntry {
                 config: format!("blobs/sha256/{}", info.record.id.hex()),
                 repo_tags: (!tags.is_empty()).then(|| tags.iter().map(|t| t.familiar_string()).collect()),
-                layers: info.record.layers.iter().map(|l| format!("blobs/sha256/{}", l.diff_id.hex())).collect(),
+                layers: info
+                    .record
+                    .layers
+                    .iter()
+                    .map(|l| format!("blobs/sha256/{}", l.diff_id.hex()))
+                    .collect(),
             });
         }
-        let index = Index { schema_version: 2, media_type: Some(manifest::OCI_INDEX.into()), manifests: index };
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(manifest::OCI_INDEX.into()),
+            manifests: index,
+        };
         append_bytes(&mut tar, "index.json", &serde_json::to_vec(&index)?).map_err(werr)?;
         append_bytes(&mut tar, "manifest.json", &serde_json::to_vec(&docker_manifest)?).map_err(werr)?;
         append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(werr)?;
@@ -426,18 +527,35 @@ fn header(path: &str, size: u64, kind: tar::EntryType, mode: u32) -> tar::Header
 }
 
 fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> std::io::Result<()> {
-    tar.append(&header(path, 0, tar::EntryType::Directory, 0o755), std::io::empty())
+    tar.append(
+        &header(path, 0, tar::EntryType::Directory, 0o755),
+        std::io::empty(),
+    )
 }
 
 fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> std::io::Result<()> {
-    tar.append(&header(path, bytes.len() as u64, tar::EntryType::Regular, 0o644), bytes)
+    tar.append(
+        &header(path, bytes.len() as u64, tar::EntryType::Regular, 0o644),
+        bytes,
+    )
 }
 
-fn append_file<W: Write>(tar: &mut tar::Builder<W>, path: &str, size: u64, data: impl Read) -> std::io::Result<()> {
-    let mut counted = CountingReader { inner: data.take(size), n: 0 };
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    data: impl Read,
+) -> std::io::Result<()> {
+    let mut counted = CountingReader {
+        inner: data.take(size),
+        n: 0,
+    };
     tar.append(&header(path, size, tar::EntryType::Regular, 0o644), &mut counted)?;
     if counted.n != size {
-        return Err(std::io::Error::other(format!("{path}: expected {size} bytes, stored layer has {}", counted.n)));
+        return Err(std::io::Error::other(format!(
+            "{path}: expected {size} bytes, stored layer has {}",
+            counted.n
+        )));
     }
     Ok(())
 }

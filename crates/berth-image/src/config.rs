@@ -39,7 +39,10 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".into(), diff_ids: Vec::new() }
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: Vec::new(),
+        }
     }
 }
 
@@ -89,11 +92,15 @@ pub struct ContainerConfig {
 
 impl ImageConfig {
     pub fn parse(bytes: &[u8]) -> crate::Result<ImageConfig> {
-        serde_json::from_slice(bytes).map_err(|e| crate::ImageError::invalid(format!("invalid image config: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| crate::ImageError::invalid(format!("invalid image config: {e}")))
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default()
+        self.config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default()
     }
 
     /// `created` as Unix seconds (0 when absent or unparsable, as Docker shows).
@@ -120,7 +127,9 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> crate:
         match word.to_ascii_uppercase().as_str() {
             "CMD" => config.cmd = Some(command_form(rest)),
             "ENTRYPOINT" => config.entrypoint = Some(command_form(rest)),
-            "SHELL" => config.shell = Some(json_array(rest).ok_or_else(|| invalid("SHELL requires a JSON array"))?),
+            "SHELL" => {
+                config.shell = Some(json_array(rest).ok_or_else(|| invalid("SHELL requires a JSON array"))?)
+            }
             "WORKDIR" => {
                 let dir = rest.trim_matches('"');
                 config.working_dir = if dir.starts_with('/') || config.working_dir.is_empty() {
@@ -147,18 +156,26 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> crate:
             "EXPOSE" => {
                 let ports = config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in rest.split_whitespace() {
-                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     ports.insert(p, Value::Object(Map::new()));
                 }
             }
             "VOLUME" => {
                 let vols = config.volumes.get_or_insert_with(BTreeMap::new);
-                let list = json_array(rest).unwrap_or_else(|| rest.split_whitespace().map(String::from).collect());
+                let list =
+                    json_array(rest).unwrap_or_else(|| rest.split_whitespace().map(String::from).collect());
                 for v in list {
                     vols.insert(v, Value::Object(Map::new()));
                 }
             }
-            "ONBUILD" => config.on_build.get_or_insert_with(Vec::new).push(rest.to_string()),
+            "ONBUILD" => config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(rest.to_string()),
             other => {
                 return Err(crate::ImageError::invalid(format!(
                     "{other} is not a valid change command"

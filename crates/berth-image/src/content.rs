@@ -35,7 +35,9 @@ impl ContentStore {
     }
 
     pub fn size(&self, digest: &Digest) -> Result<u64> {
-        Ok(fs::metadata(self.blob_path(digest)).ctx(|| format!("blob {digest}"))?.len())
+        Ok(fs::metadata(self.blob_path(digest))
+            .ctx(|| format!("blob {digest}"))?
+            .len())
     }
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
@@ -64,10 +66,16 @@ impl ContentStore {
             let mut w = DigestWriter::new(BufWriter::with_capacity(1 << 20, file));
             io::copy(&mut reader, &mut w).ctx(|| "writing blob".into())?;
             let (digest, size, buf) = w.finish();
-            let file = buf.into_inner().map_err(|e| e.into_error()).ctx(|| "writing blob".into())?;
+            let file = buf
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .ctx(|| "writing blob".into())?;
             if let Some(expected) = expected {
                 if *expected != digest {
-                    return Err(ImageError::DigestMismatch { expected: expected.clone(), actual: digest });
+                    return Err(ImageError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual: digest,
+                    });
                 }
             }
             file.sync_all().ctx(|| "syncing blob".into())?;
@@ -109,13 +117,19 @@ impl ContentStore {
 
 /// Makes a rename inside `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).ctx(|| format!("syncing {}", dir.display()))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("syncing {}", dir.display()))
 }
 
 /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{:08x}", path.file_name().unwrap_or_default().to_string_lossy(), rand::random::<u32>()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{:08x}",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        rand::random::<u32>()
+    ));
     let r = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -29,7 +29,11 @@ impl Digest {
 
     /// Accepts a 64-digit lowercase hex string with no algorithm prefix.
     pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Digest { hex: hex.to_string() })
         } else {
             Err(DigestError(hex.to_string()))
@@ -94,7 +98,11 @@ pub struct DigestWriter<W> {
 
 impl<W: Write> DigestWriter<W> {
     pub fn new(inner: W) -> Self {
-        DigestWriter { inner, hasher: Sha256::new(), written: 0 }
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
     }
     pub fn written(&self) -> u64 {
         self.written
@@ -126,7 +134,11 @@ pub struct DigestReader<R> {
 
 impl<R: Read> DigestReader<R> {
     pub fn new(inner: R) -> Self {
-        DigestReader { inner, hasher: Sha256::new(), read: 0 }
+        DigestReader {
+            inner,
+            hasher: Sha256::new(),
+            read: 0,
+        }
     }
     pub fn bytes_read(&self) -> u64 {
         self.read
@@ -165,9 +177,19 @@ mod tests {
     #[test]
     fn parse_rejects_bad_forms() {
         assert!("sha256:abc".parse::<Digest>().is_err());
-        assert!("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse::<Digest>().is_err());
-        assert!("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".parse::<Digest>().is_err());
-        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse().unwrap();
+        assert!(
+            "md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse::<Digest>()
+                .is_err()
+        );
+        assert!(
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+                .parse::<Digest>()
+                .is_err()
+        );
+        let d: Digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse()
+            .unwrap();
         assert_eq!(d.short(), "e3b0c44298fc");
     }
 

@@ -44,9 +44,9 @@ impl ImageError {
         match self {
             ImageError::NoSuchImage(_) => ErrorKind::NotFound,
             ImageError::Conflict(_) => ErrorKind::Conflict,
-            ImageError::Invalid(_)
-            | ImageError::DigestMismatch { .. }
-            | ImageError::Reference(_) => ErrorKind::InvalidInput,
+            ImageError::Invalid(_) | ImageError::DigestMismatch { .. } | ImageError::Reference(_) => {
+                ErrorKind::InvalidInput
+            }
             // A layer that cannot be written for our own reasons (disk full) is not bad input.
             ImageError::Layer(crate::layer::LayerError::Io { .. }) => ErrorKind::Internal,
             ImageError::Layer(_) => ErrorKind::InvalidInput,
@@ -66,7 +66,10 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T, ImageError> {
-        self.map_err(|source| ImageError::Io { context: context(), source })
+        self.map_err(|source| ImageError::Io {
+            context: context(),
+            source,
+        })
     }
 }
 

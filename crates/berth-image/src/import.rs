@@ -28,7 +28,11 @@ impl ImageStore {
         let (blob, size) = self.content.ingest(reader, None)?;
         let result = (|| {
             let mut magic = [0u8; 4];
-            let n = self.content.open_blob(&blob)?.read(&mut magic).ctx(|| "reading import".into())?;
+            let n = self
+                .content
+                .open_blob(&blob)?
+                .read(&mut magic)
+                .ctx(|| "reading import".into())?;
             let blob_ref = BlobRef {
                 digest: blob.clone(),
                 media_type: manifest::layer_media_type(Compression::detect(&magic[..n])).into(),
@@ -42,7 +46,10 @@ impl ImageStore {
                 architecture: manifest::host_architecture().into(),
                 os: "linux".into(),
                 config: Some(container_config),
-                rootfs: RootFs { kind: "layers".into(), diff_ids: vec![diff_id.clone()] },
+                rootfs: RootFs {
+                    kind: "layers".into(),
+                    diff_ids: vec![diff_id.clone()],
+                },
                 history: vec![History {
                     created: Some(now),
                     comment: Some(opts.message.clone().unwrap_or_else(|| "Imported from -".into())),
@@ -52,9 +59,25 @@ impl ImageStore {
             };
             let id = self.content.write_blob(&serde_json::to_vec(&config)?)?;
             let manifest = self.write_manifest(&id, std::slice::from_ref(&blob_ref))?;
-            let layer = ImageLayer { chain_id: chain_id(None, &diff_id), diff_id, blob: blob_ref };
-            let tags: Vec<Reference> = opts.reference.iter().map(|r| r.clone().with_default_tag()).collect();
-            self.commit_image(&id, manifest, vec![NewLayer { layer, staged: Some(staged) }], &tags)?;
+            let layer = ImageLayer {
+                chain_id: chain_id(None, &diff_id),
+                diff_id,
+                blob: blob_ref,
+            };
+            let tags: Vec<Reference> = opts
+                .reference
+                .iter()
+                .map(|r| r.clone().with_default_tag())
+                .collect();
+            self.commit_image(
+                &id,
+                manifest,
+                vec![NewLayer {
+                    layer,
+                    staged: Some(staged),
+                }],
+                &tags,
+            )?;
             Ok(id)
         })();
         if result.is_err() {

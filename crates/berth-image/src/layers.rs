@@ -26,7 +26,9 @@ pub struct StagedLayer {
 impl LayerStore {
     pub fn open(root: &Path) -> Result<LayerStore> {
         fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
-        Ok(LayerStore { root: root.to_path_buf() })
+        Ok(LayerStore {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The directory to use as an overlay lowerdir.

@@ -61,7 +61,13 @@ pub struct Index {
 
 impl Descriptor {
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-        Descriptor { media_type: media_type.into(), digest, size, platform: None, annotations: BTreeMap::new() }
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+        }
     }
 
     pub fn is_index(&self) -> bool {
@@ -71,7 +77,12 @@ impl Descriptor {
 
 /// An OCI manifest for a config and layers, serialised the one way Berth always writes it.
 pub fn oci_manifest_bytes(config: Descriptor, layers: Vec<Descriptor>) -> Vec<u8> {
-    let m = Manifest { schema_version: 2, media_type: Some(OCI_MANIFEST.into()), config, layers };
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(OCI_MANIFEST.into()),
+        config,
+        layers,
+    };
     serde_json::to_vec(&m).expect("manifest serialises")
 }
 

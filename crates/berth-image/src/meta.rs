@@ -96,7 +96,9 @@ pub(crate) fn all_json<T: for<'a> Deserialize<'a>>(
     Ok(out)
 }
 
-pub(crate) fn all_refs(table: &impl ReadableTable<&'static str, &'static str>) -> Result<Vec<(String, String)>> {
+pub(crate) fn all_refs(
+    table: &impl ReadableTable<&'static str, &'static str>,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for row in table.iter()? {
         let (k, v) = row?;

@@ -33,10 +33,18 @@ pub struct ImageInfo {
 
 impl ImageInfo {
     pub fn repo_tags(&self) -> Vec<String> {
-        self.refs.iter().filter(|r| r.digest().is_none()).map(|r| r.familiar_string()).collect()
+        self.refs
+            .iter()
+            .filter(|r| r.digest().is_none())
+            .map(|r| r.familiar_string())
+            .collect()
     }
     pub fn repo_digests(&self) -> Vec<String> {
-        self.refs.iter().filter(|r| r.digest().is_some()).map(|r| r.familiar_string()).collect()
+        self.refs
+            .iter()
+            .filter(|r| r.digest().is_some())
+            .map(|r| r.familiar_string())
+            .collect()
     }
     pub fn is_dangling(&self) -> bool {
         self.refs.is_empty()
@@ -145,7 +153,9 @@ impl ImageStore {
                 }
             }
             Err(e) => match name.strip_prefix("sha256:") {
-                Some(p) if is_id_prefix(p) => find_by_prefix(&images, p)?.ok_or_else(|| not_found(name.into()))?,
+                Some(p) if is_id_prefix(p) => {
+                    find_by_prefix(&images, p)?.ok_or_else(|| not_found(name.into()))?
+                }
                 _ => return Err(e.into()),
             },
         };
@@ -164,7 +174,9 @@ impl ImageStore {
     /// Points `reference` (given a tag "latest" when it has none) at image `id`.
     pub fn tag(&self, id: &Digest, reference: &Reference) -> Result<()> {
         if reference.digest().is_some() {
-            return Err(ImageError::invalid("refusing to create a tag with a digest reference"));
+            return Err(ImageError::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
         }
         let reference = reference.clone().with_default_tag();
         let _guard = self.lock();
@@ -175,7 +187,8 @@ impl ImageStore {
                 meta::get_json(&images, id.hex())?.ok_or_else(|| ImageError::NoSuchImage(id.to_string()))?;
             record.last_tag_time = now_rfc3339();
             images.insert(id.hex(), serde_json::to_vec(&record)?.as_slice())?;
-            txn.open_table(REFS)?.insert(reference.to_string().as_str(), id.hex())?;
+            txn.open_table(REFS)?
+                .insert(reference.to_string().as_str(), id.hex())?;
         }
         txn.commit()?;
         Ok(())
@@ -205,8 +218,13 @@ impl ImageStore {
                     items.push(DeleteItem::Untagged(r.familiar_string()));
                     let mut rest: Vec<&Reference> = info.refs.iter().filter(|x| **x != r).collect();
                     // The last tag of a repository takes that repository's digest references with it.
-                    if r.digest().is_none() && !rest.iter().any(|x| x.digest().is_none() && x.name() == r.name()) {
-                        for d in rest.iter().filter(|x| x.digest().is_some() && x.name() == r.name()) {
+                    if r.digest().is_none()
+                        && !rest.iter().any(|x| x.digest().is_none() && x.name() == r.name())
+                    {
+                        for d in rest
+                            .iter()
+                            .filter(|x| x.digest().is_some() && x.name() == r.name())
+                        {
                             refs.remove(d.to_string().as_str())?;
                             items.push(DeleteItem::Untagged(d.familiar_string()));
                         }
@@ -313,7 +331,11 @@ impl ImageStore {
                     }
                     Some(staged)
                 };
-                let layer = ImageLayer { chain_id: chain.clone(), diff_id: diff_id.clone(), blob: blob.clone() };
+                let layer = ImageLayer {
+                    chain_id: chain.clone(),
+                    diff_id: diff_id.clone(),
+                    blob: blob.clone(),
+                };
                 out.push(NewLayer { layer, staged });
                 parent = Some(chain);
             }
@@ -395,18 +417,30 @@ impl ImageStore {
             }
             for blob in std::iter::once(id).chain(std::iter::once(&manifest.digest)) {
                 if !self.content.contains(blob) {
-                    return Err(ImageError::Conflict(format!("blob {blob} vanished while adding image; try again")));
+                    return Err(ImageError::Conflict(format!(
+                        "blob {blob} vanished while adding image; try again"
+                    )));
                 }
             }
-            let record =
-                ImageRecord { id: id.clone(), manifest, layers: record_layers, size, last_tag_time: now_rfc3339() };
+            let record = ImageRecord {
+                id: id.clone(),
+                manifest,
+                layers: record_layers,
+                size,
+                last_tag_time: now_rfc3339(),
+            };
             images.insert(id.hex(), serde_json::to_vec(&record)?.as_slice())?;
             let mut refs = txn.open_table(REFS)?;
             for tag in tags {
                 let key = tag.to_string();
-                let old = refs.insert(key.as_str(), id.hex())?.map(|v| v.value().to_string());
+                let old = refs
+                    .insert(key.as_str(), id.hex())?
+                    .map(|v| v.value().to_string());
                 if let Some(old) = old.filter(|o| o != id.hex()) {
-                    moved.push((tag.clone(), Digest::from_hex(&old).map_err(|e| ImageError::Meta(e.to_string()))?));
+                    moved.push((
+                        tag.clone(),
+                        Digest::from_hex(&old).map_err(|e| ImageError::Meta(e.to_string()))?,
+                    ));
                 }
             }
         }
@@ -438,7 +472,9 @@ fn remove_image_record(txn: &redb::WriteTransaction, record: &ImageRecord) -> Re
     let mut layers = txn.open_table(LAYERS)?;
     let mut doomed = Vec::new();
     for l in &record.layers {
-        let Some(mut rec): Option<LayerRecord> = meta::get_json(&layers, l.chain_id.hex())? else { continue };
+        let Some(mut rec): Option<LayerRecord> = meta::get_json(&layers, l.chain_id.hex())? else {
+            continue;
+        };
         rec.refs = rec.refs.saturating_sub(1);
         if rec.refs == 0 {
             layers.remove(l.chain_id.hex())?;
@@ -451,16 +487,24 @@ fn remove_image_record(txn: &redb::WriteTransaction, record: &ImageRecord) -> Re
 }
 
 fn is_id_prefix(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-fn find_by_prefix(images: &impl ReadableTable<&'static str, &'static [u8]>, prefix: &str) -> Result<Option<Digest>> {
+fn find_by_prefix(
+    images: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Option<Digest>> {
     let mut found = None;
     for row in images.iter()? {
         let (k, _) = row?;
         if k.value().starts_with(prefix) {
             if found.is_some() {
-                return Err(ImageError::invalid(format!("multiple IDs found with provided prefix: {prefix}")));
+                return Err(ImageError::invalid(format!(
+                    "multiple IDs found with provided prefix: {prefix}"
+                )));
             }
             found = Some(Digest::from_hex(k.value()).map_err(|e| ImageError::Meta(e.to_string()))?);
         }

@@ -81,10 +81,10 @@ impl Client {
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
         }
-        Ok(sender
+        sender
             .send_request(req.body(body)?)
             .await
-            .context("talking to the daemon")?)
+            .context("talking to the daemon")
     }
 
     /// Sends a request under the negotiated version; an error status becomes a [`DaemonError`].

@@ -16,9 +16,6 @@
 //! `<nil>`, `1e+06`); gtmpl on its own would print Rust debug output for lists and maps,
 //! so each printing action `{{X}}` is compiled as `{{X | __berth_print}}`.
 
-// The CLI commands use this module; until they are wired up some items are unused.
-#![allow(dead_code)]
-
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,10 +29,6 @@ use serde_json::Value as Json;
 pub const TABLE_FORMAT_KEY: &str = "table";
 /// `--format json`: one JSON object per line.
 pub const JSON_FORMAT_KEY: &str = "json";
-/// Template used for `-q` / `--quiet` listings.
-pub const DEFAULT_QUIET_FORMAT: &str = "{{.ID}}";
-/// Template equivalent of `--format json`.
-pub const JSON_FORMAT: &str = "{{json .}}";
 
 /// How a list of rows is printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,12 +40,6 @@ pub enum Mode {
     Raw(String),
     /// One compact JSON object per row (`{{json .}}`).
     Json,
-}
-
-impl Mode {
-    pub fn is_table(&self) -> bool {
-        matches!(self, Mode::Table { .. })
-    }
 }
 
 /// docker's `preFormat`: trim spaces and turn the typed two-character sequences
@@ -134,7 +121,8 @@ pub fn render_one(template: &str, value: &Json) -> Result<String> {
 }
 
 /// Checks that `template` parses (with docker's functions), e.g. to fail early.
-pub fn validate(template: &str) -> Result<()> {
+#[cfg(test)]
+fn validate(template: &str) -> Result<()> {
     Compiled::new(template, basic_funcs()).map(|_| ())
 }
 
@@ -1020,7 +1008,7 @@ mod tests {
             parse_format(Some(" {{.ID}}\\n "), IMAGES_TABLE),
             Mode::Raw("{{.ID}}\n".to_string())
         );
-        assert!(parse_format(None, IMAGES_TABLE).is_table());
+        assert!(matches!(parse_format(None, IMAGES_TABLE), Mode::Table { .. }));
     }
 
     #[test]

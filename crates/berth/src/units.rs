@@ -2,9 +2,6 @@
 //! (the package the docker CLI uses for `SIZE`, `CREATED`, ... columns), so that
 //! berth prints exactly the same strings as docker.
 
-// The CLI commands use these helpers; until they are wired up some are unused.
-#![allow(dead_code)]
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DECIMAL_ABBRS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
@@ -201,16 +198,19 @@ pub fn since_at(ts_unix: i64, now: SystemTime) -> String {
 
 /// go-units `FromHumanSize`: parses "10", "10b", "1.5kB", "32 MB", "1G" with decimal
 /// (1000-based) multipliers. Case-insensitive; an optional trailing "b"/"ib" is accepted.
+#[allow(dead_code)] // for size flags such as `run --memory` (containers, next)
 pub fn from_human_size(s: &str) -> anyhow::Result<i64> {
     parse_size(s, 1000)
 }
 
 /// go-units `RAMInBytes`: like [`from_human_size`] but with binary (1024-based)
 /// multipliers, as docker uses for `--memory 512m`, `--shm-size 64m`, ...
+#[allow(dead_code)] // for size flags such as `run --memory` (containers, next)
 pub fn ram_in_bytes(s: &str) -> anyhow::Result<i64> {
     parse_size(s, 1024)
 }
 
+#[allow(dead_code)]
 fn parse_size(size_str: &str, base: i64) -> anyhow::Result<i64> {
     let Some(sep) = size_str.rfind(|c: char| c.is_ascii_digit() || c == '.' || c == ' ') else {
         anyhow::bail!("invalid size: '{size_str}'");

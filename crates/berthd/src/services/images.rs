@@ -43,7 +43,8 @@ impl ImageService {
             let created = i.config.created_unix();
             // As Docker: a reference filter also narrows the names shown to the matching ones.
             if !patterns.is_empty() {
-                i.refs.retain(|r| patterns.iter().any(|p| matches_reference(p, r)));
+                i.refs
+                    .retain(|r| patterns.iter().any(|p| matches_reference(p, r)));
                 if i.refs.is_empty() {
                     return false;
                 }
