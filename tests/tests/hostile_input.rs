@@ -587,6 +587,8 @@ fn manifest_with_missing_layer_is_refused() {
     assert_store_works(&d);
 }
 
+/// The legacy docker-archive layout (`<id>.json`, `<dir>/layer.tar`), whose config is kept in
+/// memory and only written to the content store when the manifest is resolved.
 #[test]
 fn legacy_archive_with_hostile_layer_is_refused() {
     let d = Daemon::start();

@@ -1,6 +1,7 @@
 //! Docker Engine API types and rules shared by berthd (which serves them) and the berth CLI (which
 //! sends and reads them): JSON shapes, filters, API version negotiation, query parsing.
 
+pub mod container;
 pub mod filters;
 pub mod query;
 pub mod types;

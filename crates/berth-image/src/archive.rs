@@ -77,9 +77,12 @@ impl ImageStore {
         let mut ingested = Vec::new();
         let result = self.load_inner(tracked, &mut ingested);
         let result = result.map_err(|e| match error.borrow().clone() {
-            Some(read_error) => ImageError::invalid(format!("invalid archive: {read_error}")),
+            Some(read_error) => {
+                ImageError::invalid(format!("invalid archive: {}", read_error.escape_debug()))
+            }
             None => e,
         });
+        self.release(&ingested);
         if result.is_err() {
             self.gc_blobs(&ingested)?;
         }
@@ -91,12 +94,15 @@ impl ImageStore {
             decompressed(reader).map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
         let mut archive = tar::Archive::new(stream);
         let mut files: HashMap<String, ArchiveFile> = HashMap::new();
+        let mut held: u64 = 0;
         let mut links: HashMap<String, String> = HashMap::new();
         let entries = archive
             .entries()
             .map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| ImageError::invalid(format!("invalid archive: {e}")))?;
+            let mut entry = entry.map_err(|e| {
+                ImageError::invalid(format!("invalid archive: {}", e.to_string().escape_debug()))
+            })?;
             let path = normalize(
                 &entry
                     .path()
@@ -110,22 +116,37 @@ impl ImageStore {
                         let expected = Digest::from_hex(hex).map_err(|_| {
                             ImageError::invalid(format!("invalid archive: bad blob name {path}"))
                         })?;
-                        self.content
-                            .ingest(&mut entry, Some(&expected))
-                            .map_err(|e| match e {
-                                ImageError::DigestMismatch { .. } => {
-                                    ImageError::invalid(format!("invalid archive: {path}: {e}"))
-                                }
-                                e => e,
-                            })?;
+                        self.hold(&expected);
                         ingested.push(expected.clone());
+                        let mut counted = CountingReader {
+                            inner: &mut entry,
+                            n: 0,
+                        };
+                        let result = self.content.ingest(&mut counted, Some(&expected));
+                        let got = counted.n;
+                        result.map_err(|e| match e {
+                            ImageError::DigestMismatch { .. } if got < size => ImageError::invalid(format!(
+                                "invalid archive: it is truncated ({path} has {got} of {size} bytes)"
+                            )),
+                            ImageError::DigestMismatch { .. } => {
+                                ImageError::invalid(format!("invalid archive: {path}: {e}"))
+                            }
+                            e => e,
+                        })?;
                         ArchiveFile::Blob(expected)
-                    } else if size <= SMALL_FILE_LIMIT && !path.ends_with("layer.tar") {
+                    } else if is_metadata(&path) {
+                        held += size;
+                        if size > SMALL_FILE_LIMIT || held > SMALL_FILE_LIMIT * 4 {
+                            return Err(ImageError::invalid(format!(
+                                "invalid archive: {path} is too large"
+                            )));
+                        }
                         let mut buf = Vec::with_capacity(size as usize);
                         entry.read_to_end(&mut buf).ctx(|| format!("reading {path}"))?;
                         ArchiveFile::Small(buf)
                     } else {
                         let (d, _) = self.content.ingest(&mut entry, None)?;
+                        self.hold(&d);
                         ingested.push(d.clone());
                         ArchiveFile::Blob(d)
                     };
@@ -151,12 +172,18 @@ impl ImageStore {
                 _ => {}
             }
         }
-        let lookup = |path: &str| -> Result<Digest> {
+        let mut lookup = |path: &str| -> Result<Digest> {
             let mut p = normalize(path);
             for _ in 0..16 {
                 match files.get(&p) {
                     Some(ArchiveFile::Blob(d)) => return Ok(d.clone()),
-                    Some(ArchiveFile::Small(bytes)) => return self.content.write_blob(bytes),
+                    Some(ArchiveFile::Small(bytes)) => {
+                        let d = self.content.write_blob(bytes)?;
+                        // Kept only while an image uses it: a failed load must not leave it behind.
+                        self.hold(&d);
+                        ingested.push(d.clone());
+                        return Ok(d);
+                    }
                     None => match links.get(&p) {
                         Some(next) => p = next.clone(),
                         None => break,
@@ -331,13 +358,16 @@ impl ImageStore {
     }
 
     /// Deletes the given blobs unless an image uses them.
-    fn gc_blobs(&self, candidates: &[Digest]) -> Result<()> {
+    pub(crate) fn gc_blobs(&self, candidates: &[Digest]) -> Result<()> {
         let live: HashSet<Digest> = self
             .list()?
             .iter()
             .flat_map(|i| i.record.blobs().cloned().collect::<Vec<_>>())
             .collect();
-        for d in candidates.iter().filter(|d| !live.contains(d)) {
+        for d in candidates
+            .iter()
+            .filter(|d| !live.contains(d) && !self.is_held(d))
+        {
             self.content.delete(d)?;
         }
         Ok(())
@@ -495,6 +525,12 @@ impl ImageStore {
         }
         tar.into_inner().map_err(werr)?.flush().map_err(werr)
     }
+}
+
+/// The small files of an archive's own metadata, kept in memory while it is read; everything else
+/// goes to the content store.
+fn is_metadata(path: &str) -> bool {
+    path.ends_with(".json") || path == "repositories" || path == "oci-layout"
 }
 
 /// Lexically cleans an archive path: no leading `/` or `./`, no `.` parts, `..` resolved.

@@ -26,6 +26,7 @@ impl ImageStore {
         let mut container_config = ContainerConfig::default();
         apply_changes(&mut container_config, &opts.changes)?;
         let (blob, size) = self.content.ingest(reader, None)?;
+        self.hold(&blob);
         let result = (|| {
             let mut magic = [0u8; 4];
             let n = self
@@ -80,8 +81,9 @@ impl ImageStore {
             )?;
             Ok(id)
         })();
+        self.release(std::slice::from_ref(&blob));
         if result.is_err() {
-            self.content.delete(&blob)?;
+            self.gc_blobs(std::slice::from_ref(&blob))?;
         }
         result
     }

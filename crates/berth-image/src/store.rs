@@ -20,6 +20,9 @@ pub struct ImageStore {
     db: redb::Database,
     /// Serialises changes that span the metadata and the filesystem (layer dirs, blob GC).
     write_lock: Mutex<()>,
+    /// Blobs that an unfinished load or import has written and no image names yet: garbage
+    /// collection leaves them alone.
+    held: Mutex<std::collections::HashMap<Digest, usize>>,
 }
 
 /// An image with everything a listing or an inspect shows.
@@ -75,6 +78,7 @@ impl ImageStore {
             layers: LayerStore::open(&root.join("layers"))?,
             db: meta::open(&root.join("meta.redb"))?,
             write_lock: Mutex::new(()),
+            held: Mutex::new(Default::default()),
         };
         store.recover()?;
         Ok(store)
@@ -102,6 +106,34 @@ impl ImageStore {
             tracing::info!(layers = removed, blobs = swept, "image store recovered");
         }
         Ok(())
+    }
+
+    pub(crate) fn hold(&self, d: &Digest) {
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(d.clone())
+            .or_default() += 1;
+    }
+
+    pub(crate) fn release(&self, ds: &[Digest]) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        for d in ds {
+            if let Some(n) = held.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(d);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn is_held(&self, d: &Digest) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(d)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -295,7 +327,7 @@ impl ImageStore {
         let images: Vec<ImageRecord> = meta::all_json(&txn.open_table(IMAGES)?)?;
         let live: HashSet<&Digest> = images.iter().flat_map(|i| i.blobs()).collect();
         for blob in gone.blobs() {
-            if !live.contains(blob) {
+            if !live.contains(blob) && !self.is_held(blob) {
                 self.content.delete(blob)?;
             }
         }
@@ -415,7 +447,14 @@ impl ImageStore {
                 record_layers.push(l.layer);
                 parent = Some(chain);
             }
-            for blob in std::iter::once(id).chain(std::iter::once(&manifest.digest)) {
+            let layer_blobs: Vec<Digest> = record_layers
+                .iter()
+                .map(|l: &ImageLayer| l.blob.digest.clone())
+                .collect();
+            for blob in std::iter::once(id)
+                .chain(std::iter::once(&manifest.digest))
+                .chain(&layer_blobs)
+            {
                 if !self.content.contains(blob) {
                     return Err(ImageError::Conflict(format!(
                         "blob {blob} vanished while adding image; try again"

@@ -37,6 +37,9 @@ fn router(daemon: AppState) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
         .with_state(daemon)
 }
 
@@ -47,7 +50,7 @@ async fn negotiate_version(mut req: Request, next: Next) -> Response {
     if let Some((v, rest)) = ApiVersion::strip_prefix(req.uri().path()) {
         match v.and_then(|v| v.check().map(|_| v)) {
             Ok(v) => version = v,
-            Err(msg) => return ApiError::new(StatusCode::BAD_REQUEST, msg).into_response(),
+            Err(msg) => return stamp(ApiError::new(StatusCode::BAD_REQUEST, msg).into_response()),
         }
         let rest = rest.to_string();
         let mut parts = req.uri().clone().into_parts();
@@ -62,7 +65,11 @@ async fn negotiate_version(mut req: Request, next: Next) -> Response {
     }
     tracing::debug!(method = %req.method(), path = %req.uri(), %version, "request");
     req.extensions_mut().insert(version);
-    let mut resp = next.run(req).await;
+    stamp(next.run(req).await)
+}
+
+/// Every answer carries the server name and the API version, as Docker's do.
+fn stamp(mut resp: Response) -> Response {
     resp.headers_mut().insert(
         header::SERVER,
         HeaderValue::from_static(concat!("Berth/", env!("CARGO_PKG_VERSION"), " (linux)")),

@@ -35,6 +35,10 @@ impl ImageService {
                 None => Ok(None),
             }
         };
+        let until = match filters.get("until").first() {
+            Some(u) => Some(parse_until(u)?),
+            None => None,
+        };
         let before = bound("before")?;
         let since = bound("since")?;
         let mut images = blocking(move || store.list()).await?;
@@ -53,6 +57,7 @@ impl ImageService {
                 && filters.match_labels("label", &i.config.labels())
                 && before.is_none_or(|b| created < b)
                 && since.is_none_or(|s| created > s)
+                && until.is_none_or(|u| created < u)
         });
         images.sort_by(|a, b| {
             b.config
@@ -151,9 +156,9 @@ impl ImageService {
         })
     }
 
-    pub async fn load(&self, reader: impl Read + Send + 'static) -> Result<Vec<String>> {
+    pub async fn load(&self, mut reader: impl Read + Send + 'static) -> Result<Vec<String>> {
         let store = self.store.clone();
-        blocking(move || store.load(reader)).await
+        blocking(move || drain_on_error(store.load(&mut reader), &mut reader)).await
     }
 
     /// Checks that every name resolves, so a bad name is an HTTP error before any byte is sent.
@@ -185,9 +190,17 @@ impl ImageService {
         blocking(move || store.save(&names, out)).await
     }
 
-    pub async fn import(&self, reader: impl Read + Send + 'static, opts: ImportOptions) -> Result<String> {
+    pub async fn import(
+        &self,
+        mut reader: impl Read + Send + 'static,
+        opts: ImportOptions,
+    ) -> Result<String> {
         let store = self.store.clone();
-        Ok(blocking(move || store.import(reader, &opts)).await?.to_string())
+        Ok(
+            blocking(move || drain_on_error(store.import(&mut reader, &opts), &mut reader))
+                .await?
+                .to_string(),
+        )
     }
 
     /// Image part of `system df`: summaries with shared sizes, and the total size of layers.
@@ -215,6 +228,15 @@ impl ImageService {
         let store = self.store.clone();
         blocking(move || store.list()).await.map(|l| l.len()).unwrap_or(0)
     }
+}
+
+/// Reads what is left of a refused upload (up to 1 GiB), so the client, still sending, gets the
+/// error answer rather than a reset connection.
+fn drain_on_error<T>(result: Result<T>, reader: &mut impl Read) -> Result<T> {
+    if result.is_err() {
+        let _ = std::io::copy(&mut reader.take(1 << 30), &mut std::io::sink());
+    }
+    result
 }
 
 trait FiltersExt {
