@@ -63,9 +63,11 @@ def add_link(tar, name, target, kind):
 
 def text(rng, n):
     words = ["berth", "layer", "image", "docker", "bench", "tar", "blob", "digest", "save", "load"]
-    out = []
-    while sum(len(w) + 1 for w in out) < n:
-        out.append(rng.choice(words))
+    out, size = [], 0
+    while size < n:
+        w = rng.choice(words)
+        out.append(w)
+        size += len(w) + 1
     return (" ".join(out)[:n] + "\n").encode()
 
 

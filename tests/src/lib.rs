@@ -121,6 +121,8 @@ impl Daemon {
             .arg(self.dir.path().join("daemon.json"))
             .arg("--log-level")
             .arg("debug")
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -141,6 +143,32 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// This daemon's own parent cgroup, so tests running side by side can count their cgroups.
+    pub fn cgroup_parent(&self) -> String {
+        format!(
+            "berth-test-{}",
+            self.dir.path().file_name().unwrap().to_string_lossy()
+        )
+    }
+
+    /// Cgroup directories of this daemon's containers that exist now, in any hierarchy.
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let parent = h.path().join(self.cgroup_parent());
+            for c in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if c.path().is_dir() {
+                    out.push(c.path());
+                }
+            }
+        }
+        out
     }
 
     pub fn log(&self) -> String {
@@ -241,6 +269,43 @@ impl Drop for Daemon {
             let status = self.stop();
             if !status.success() && !std::thread::panicking() {
                 eprintln!("berthd exited with {status}; log:\n{}", self.log());
+            }
+        }
+        // Containers a failed test left running: kill their shims' processes, then the cgroups.
+        for cg in self.cgroups() {
+            for pid in std::fs::read_to_string(cg.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill(2) with a pid read from the container's own cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for cg in self.cgroups() {
+            let _ = std::fs::remove_dir(&cg);
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = std::fs::remove_dir(h.path().join(self.cgroup_parent()));
+        }
+        for line in std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some(mp) = line
+                .split(' ')
+                .nth(4)
+                .filter(|m| m.starts_with(self.dir.path().to_str().unwrap()))
+            {
+                let c = std::ffi::CString::new(mp).unwrap();
+                // SAFETY: umount2(2) on a mount point under this test's own directory.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             }
         }
     }

@@ -83,9 +83,9 @@ impl ImageStore {
             None => e,
         });
         self.release(&ingested);
-        if result.is_err() {
-            self.gc_blobs(&ingested)?;
-        }
+        // Whatever this load wrote that no image uses (a failed load's blobs, or side files of
+        // legacy archives such as `<id>/VERSION`) goes again.
+        self.gc_blobs(&ingested)?;
         result
     }
 

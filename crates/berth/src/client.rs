@@ -16,6 +16,7 @@ pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
+#[derive(Clone)]
 pub struct Client {
     host: String,
     socket: PathBuf,
@@ -67,6 +68,17 @@ impl Client {
         body: Body,
         content_type: Option<&str>,
     ) -> Result<Response<Incoming>> {
+        self.send_with(method, uri, body, content_type, false).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Body,
+        content_type: Option<&str>,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>> {
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| {
             anyhow!(
                 "Cannot connect to the Berth daemon at {}. Is berthd running? ({e})",
@@ -75,11 +87,14 @@ impl Client {
         })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = conn.with_upgrades().await;
         });
         let mut req = Request::builder().method(method).uri(uri).header("Host", "api");
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
+        }
+        if upgrade {
+            req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");
         }
         sender
             .send_request(req.body(body)?)
@@ -113,6 +128,37 @@ impl Client {
         Ok(resp)
     }
 
+    /// A request the daemon answers by taking over the connection (attach, exec start).
+    pub async fn hijack(
+        &self,
+        path: &str,
+        query: &Query,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> Result<TokioIo<hyper::upgrade::Upgraded>> {
+        let mut uri = format!("/v{}{}", self.version, path);
+        if !query.is_empty() {
+            uri.push('?');
+            uri.push_str(&query.encode());
+        }
+        let resp = self
+            .send_with(Method::POST, &uri, body, content_type, true)
+            .await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(DaemonError { status, message }.into());
+        }
+        Ok(TokioIo::new(
+            hyper::upgrade::on(resp)
+                .await
+                .context("upgrading the connection")?,
+        ))
+    }
+
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, query: &Query) -> Result<T> {
         self.json(Method::GET, path, query).await
     }
@@ -134,6 +180,12 @@ impl Client {
         resp.into_body().collect().await?;
         Ok(())
     }
+}
+
+pub fn json_body(v: &serde_json::Value) -> Body {
+    http_body_util::Full::new(Bytes::from(serde_json::to_vec(v).expect("JSON")))
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn empty() -> Body {

@@ -1,6 +1,8 @@
+#![recursion_limit = "256"]
 //! berth: the Berth command-line client. Docker's commands and flags, spoken to berthd (or any
 //! Docker Engine API) over a Unix socket.
 
+mod attach;
 mod client;
 mod commands;
 mod format;

@@ -33,6 +33,9 @@ pub struct Args {
     /// Enable debug logging
     #[arg(short = 'D', long = "debug")]
     pub debug: bool,
+    /// Parent cgroup of all containers
+    #[arg(long = "cgroup-parent", value_name = "NAME")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// The keys of Docker's daemon.json that Berth reads. Unknown keys are refused, as dockerd does.
@@ -51,6 +54,7 @@ struct FileConfig {
     #[serde(rename = "storage-driver")]
     storage_driver: Option<String>,
     log_driver: Option<String>,
+    cgroup_parent: Option<String>,
     log_opts: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -64,6 +68,7 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
     pub experimental: bool,
+    pub cgroup_parent: String,
 }
 
 impl Config {
@@ -110,6 +115,10 @@ impl Config {
             insecure_registries: file.insecure_registries.unwrap_or_default(),
             registry_mirrors: file.registry_mirrors.unwrap_or_default(),
             experimental: file.experimental.unwrap_or(false),
+            cgroup_parent: args
+                .cgroup_parent
+                .or(file.cgroup_parent)
+                .unwrap_or_else(|| "berth".into()),
         })
     }
 }

@@ -38,6 +38,11 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.exec_root)
         .with_context(|| format!("creating {}", config.exec_root.display()))?;
     let _lock = lock_root(&config)?;
+    // Shims detach from berthd by a double fork; as subreaper berthd stays their parent and reaps
+    // them when they end, instead of leaving that to whatever process 1 is.
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .context("becoming a child subreaper")?;
+    tokio::spawn(reap_children());
     let daemon = Arc::new(services::Daemon::open(config.clone()).await?);
 
     let mut listeners = Vec::new();
@@ -102,6 +107,20 @@ fn lock_root(config: &config::Config) -> anyhow::Result<File> {
             path.display()
         ),
         Err(e) => Err(std::io::Error::from(e)).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+/// Reaps every child that ends (shims, and their detaching parents).
+async fn reap_children() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut sigchld) = signal(SignalKind::child()) else {
+        return;
+    };
+    loop {
+        while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
+        if sigchld.recv().await.is_none() {
+            return;
+        }
     }
 }
 

@@ -219,6 +219,12 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
+impl InspectArgs {
+    pub fn set_type(&mut self, kind: &str) {
+        self.kind = Some(kind.to_string());
+    }
+}
+
 /// `inspect` (any object: containers first, then images, as docker does) and `image inspect`.
 pub async fn inspect(client: &Client, args: &InspectArgs, any_type: bool) -> Result<()> {
     let kind = args

@@ -1,5 +1,6 @@
 //! Command definitions (clap) and dispatch. Names and flags follow the docker CLI.
 
+mod containers;
 mod images;
 mod system;
 
@@ -26,6 +27,33 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create and run a new container from an image
+    Run(containers::RunArgs),
+    /// Create a new container
+    Create(containers::CreateArgs),
+    /// Start one or more stopped containers
+    Start(containers::StartArgs),
+    /// List containers
+    Ps(containers::PsArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Remove one or more containers
+    Rm(containers::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::NamesArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(containers::AttachArgs),
+    /// Execute a command in a running container
+    Exec(containers::ExecArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
     /// Show the Berth version information
     Version(system::VersionArgs),
     /// Display system-wide information
@@ -76,6 +104,41 @@ pub async fn run(cli: Cli) -> i32 {
         match cli.command {
             Command::Version(_) => unreachable!("handled above"),
             Command::Info(a) => system::info(&client, &a).await,
+            Command::Run(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Run(a)).await
+            }
+            Command::Create(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Create(a)).await
+            }
+            Command::Start(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Start(a)).await
+            }
+            Command::Ps(a) => containers::ps(&client, a).await,
+            Command::Logs(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Logs(a)).await
+            }
+            Command::Stop(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Stop(a)).await
+            }
+            Command::Kill(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Kill(a)).await
+            }
+            Command::Restart(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Restart(a)).await
+            }
+            Command::Rm(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Rm(a)).await
+            }
+            Command::Wait(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Wait(a)).await
+            }
+            Command::Attach(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Attach(a)).await
+            }
+            Command::Exec(a) => {
+                containers::run_container_command(&client, containers::ContainerCommand::Exec(a)).await
+            }
+            Command::Container(c) => containers::run_container_command(&client, c).await,
             Command::Images(a) => images::list(&client, &a).await,
             Command::Image(c) => images::run(&client, c).await,
             Command::Inspect(a) => images::inspect(&client, &a, true).await,
@@ -109,3 +172,12 @@ pub async fn run(cli: Cli) -> i32 {
 #[derive(Debug, thiserror::Error)]
 #[error("exit status {0}")]
 pub struct ExitCode(pub i32);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -76,15 +76,51 @@ async fn delete_image(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let q = Query::parse(q.as_deref());
-    Ok(json(
-        StatusCode::OK,
-        &d.images.delete(&name, q.bool("force")).await?,
-    ))
+    let force = q.bool("force");
+    // An image under a container stays: refuse a delete that would remove it (untagging one of
+    // several names is fine).
+    let info = d.images.resolve(&name).await?;
+    let only_untag = info.refs.len() > 1
+        && info
+            .refs
+            .iter()
+            .any(|r| r.familiar_string() == name || r.familiar_name() == name);
+    if !only_untag {
+        let users = d.containers.image_users(&info.record.id.to_string());
+        if let Some(running) = users.iter().find(|c| c.state.running) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "conflict: unable to delete {} (cannot be forced) - image is being used by running container {}",
+                    info.record.id.short(),
+                    &running.id[..12]
+                ),
+            ));
+        }
+        if let Some(stopped) = users.first() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "conflict: unable to delete {} ({}) - image is being used by stopped container {}",
+                    info.record.id.short(),
+                    if force {
+                        "cannot be forced"
+                    } else {
+                        "must be forced"
+                    },
+                    &stopped.id[..12]
+                ),
+            ));
+        }
+    }
+    Ok(json(StatusCode::OK, &d.images.delete(&name, force).await?))
 }
 
 async fn prune(State(d): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
     let q = Query::parse(q.as_deref());
-    Ok(json(StatusCode::OK, &d.images.prune(filters(&q)?).await?))
+    let in_use: std::collections::HashSet<String> =
+        d.containers.all().iter().map(|c| c.record().image_id).collect();
+    Ok(json(StatusCode::OK, &d.images.prune(filters(&q)?, in_use).await?))
 }
 
 async fn save_many(State(d): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {

@@ -1,6 +1,7 @@
 //! The Docker Engine API over HTTP: routing, version negotiation, errors in Docker's shape.
 //! Handlers translate between HTTP and the services; they hold no logic of their own.
 
+mod containers;
 mod images;
 mod system;
 
@@ -36,6 +37,7 @@ fn router(daemon: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(containers::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

@@ -1,9 +1,8 @@
-//! `/_ping`, `/version`, `/info`, `/system/df`, and the container endpoints that exist before
-//! containers do (so `docker ps` and `docker inspect <image>` behave).
+//! `/_ping`, `/version`, `/info`, `/system/df`.
 
 use super::{json, ApiResult, AppState};
 use crate::services::system;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,11 +17,6 @@ pub fn routes() -> Router<AppState> {
         .route("/version", get(version))
         .route("/info", get(info))
         .route("/system/df", get(df))
-        .route(
-            "/containers/json",
-            get(|| async { json(StatusCode::OK, &Vec::<()>::new()) }),
-        )
-        .route("/containers/{id}/json", get(no_such_container))
 }
 
 async fn ping(State(d): State<AppState>) -> Response {
@@ -70,8 +64,4 @@ async fn df(State(d): State<AppState>, Extension(v): Extension<ApiVersion>) -> A
             build_cache: vec![],
         },
     ))
-}
-
-async fn no_such_container(Path(id): Path<String>) -> super::ApiError {
-    super::ApiError::new(StatusCode::NOT_FOUND, format!("No such container: {id}"))
 }

@@ -68,6 +68,12 @@ impl ImageService {
         Ok(images.iter().map(|i| summary(i, version, -1, -1)).collect())
     }
 
+    pub async fn resolve(&self, name: &str) -> Result<ImageInfo> {
+        let store = self.store.clone();
+        let name = name.to_string();
+        blocking(move || store.resolve(&name)).await
+    }
+
     pub async fn inspect(&self, name: &str) -> Result<Value> {
         let store = self.store.clone();
         let name = name.to_string();
@@ -128,7 +134,12 @@ impl ImageService {
             .collect())
     }
 
-    pub async fn prune(&self, filters: Filters) -> Result<ImagePruneResponse> {
+    /// Removes dangling (or, with `dangling=false`, all) images except those in `in_use`.
+    pub async fn prune(
+        &self,
+        filters: Filters,
+        in_use: std::collections::HashSet<String>,
+    ) -> Result<ImagePruneResponse> {
         filters
             .only(&["dangling", "label", "label!", "until"])
             .map_err(ImageError::Invalid)?;
@@ -140,6 +151,9 @@ impl ImageService {
         let store = self.store.clone();
         let (items, reclaimed) = blocking(move || {
             store.prune(all, &|i: &ImageInfo| {
+                if in_use.contains(&i.record.id.to_string()) {
+                    return true;
+                }
                 let labels = i.config.labels();
                 !filters.match_labels("label", &labels)
                     || filters

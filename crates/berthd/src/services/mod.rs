@@ -1,6 +1,7 @@
 //! Daemon services: the layer between the HTTP API and the low-level crates. Each service owns
 //! one kind of object and speaks in API types, never in HTTP.
 
+pub mod containers;
 pub mod images;
 pub mod system;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 pub struct Daemon {
     pub config: Config,
     pub images: images::ImageService,
+    pub containers: containers::ContainerService,
     /// A stable identity for this daemon's root, as Docker's `ID` in /info.
     pub id: String,
 }
@@ -22,8 +24,18 @@ impl Daemon {
             .await?
             .context("opening the image store")?;
         let id = engine_id(&config.root)?;
+        let store = Arc::new(store);
+        let containers = containers::ContainerService::open(
+            &config.root,
+            &config.exec_root,
+            &config.cgroup_parent,
+            store.clone(),
+        )
+        .await
+        .context("loading containers")?;
         Ok(Daemon {
-            images: images::ImageService::new(Arc::new(store)),
+            images: images::ImageService::new(store),
+            containers,
             config,
             id,
         })

@@ -81,6 +81,7 @@ fn mem_total() -> u64 {
 
 pub async fn info(d: &Daemon) -> Value {
     let images = d.images.count().await;
+    let (containers, running, paused, stopped) = d.containers.counts();
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let hostname = rustix::system::uname().nodename().to_string_lossy().into_owned();
     let insecure: Vec<String> = std::iter::once("127.0.0.0/8".to_string())
@@ -88,10 +89,10 @@ pub async fn info(d: &Daemon) -> Value {
         .collect();
     json!({
         "ID": d.id,
-        "Containers": 0,
-        "ContainersRunning": 0,
-        "ContainersPaused": 0,
-        "ContainersStopped": 0,
+        "Containers": containers,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": stopped,
         "Images": images,
         "Driver": "overlay",
         "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]],

@@ -1,0 +1,213 @@
+//! The parent side: forking a container's init ([`launch`], then [`Launched::start`]) or a process inside
+//! a running container ([`exec_in`]).
+//!
+//! The caller must be single-threaded (Berth's per-container shim is): the forked child runs ordinary
+//! Rust code, which is only safe when no other thread can hold a lock at fork time.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use rustix::process::{Pid, Signal, WaitOptions};
+
+use crate::cgroups::CgroupPath;
+use crate::error::{Result, RuntimeError};
+use crate::init::{self, InitPlan, ProcessPlan};
+use crate::namespaces::{NamespacePlan, PidNsSwitch};
+use crate::sync::{self, ChildMessage, SyncSocket};
+
+/// The container process's standard streams.
+#[derive(Debug)]
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// All three streams on one terminal (a pty slave from [`crate::open_pty`]).
+    pub fn from_pty(slave: OwnedFd) -> Result<Stdio> {
+        let dup = |fd: &OwnedFd| {
+            fd.try_clone()
+                .map_err(|e| RuntimeError::io("duplicating the pty slave", e))
+        };
+        Ok(Stdio {
+            stdin: dup(&slave)?,
+            stdout: dup(&slave)?,
+            stderr: slave,
+        })
+    }
+}
+
+/// How to launch a container.
+pub struct LaunchOptions<'a> {
+    /// The bundle directory; a relative `root.path` is relative to it.
+    pub bundle: &'a Path,
+    /// The container's OCI runtime config.
+    pub spec: &'a Spec,
+    /// The init process's stdin, stdout and stderr (closed in the caller once launched).
+    pub stdio: Stdio,
+    /// `stdio` is a pty slave: make it the controlling terminal and `/dev/console`.
+    pub console: bool,
+    /// Join this cgroup (made by [`crate::Cgroups::create`]) before anything else runs.
+    pub cgroup: Option<&'a CgroupPath>,
+}
+
+/// How to run a process inside a running container (`docker exec`).
+pub struct ExecOptions<'a> {
+    /// Host pid of a process of the container (normally its init).
+    pub pid: i32,
+    /// What to run, as whom, with which capabilities and limits.
+    pub process: &'a Process,
+    pub stdio: Stdio,
+    /// `stdio` is a pty slave: make it the controlling terminal.
+    pub console: bool,
+    /// The container's cgroup, joined before the process runs.
+    pub cgroup: Option<&'a CgroupPath>,
+    /// The container's seccomp profile (`linux.seccomp` of its config), applied to this process too.
+    pub seccomp: Option<&'a LinuxSeccomp>,
+}
+
+/// A container init that is set up and waits to exec its command.
+#[derive(Debug)]
+pub struct Launched {
+    pid: i32,
+    sock: Option<SyncSocket>,
+}
+
+/// Forks the container's init and returns once it is set up (namespaces, mounts, pivot_root, devices,
+/// limits) and waiting to exec; it execs only after [`Launched::start`], so the caller can attach to its
+/// output first (like `runc create` and `runc start`).
+///
+/// The init is the caller's child: the caller reaps it. Setup errors are returned here, and the child
+/// is then already reaped.
+pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
+    let mut plan = InitPlan::new(&opts)?;
+    let (parent, child) = sync::channel()?;
+    let pid = {
+        let _pidns = PidNsSwitch::enter(&plan.ns.pid)?;
+        // SAFETY: the caller is single-threaded (documented requirement), so the child inherits no lock
+        // held by another thread and may run ordinary Rust code until it execs or _exits.
+        match unsafe { libc::fork() } {
+            -1 => return Err(RuntimeError::io("fork", std::io::Error::last_os_error())),
+            0 => {
+                drop(parent);
+                init::container_main(&mut plan, &opts.stdio, &child)
+            }
+            pid => pid,
+        }
+    };
+    drop(child);
+    drop(opts.stdio);
+    if let Some(cgroup) = opts.cgroup {
+        if let Err(e) = cgroup.add_process(pid) {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
+    parent.send_go();
+    match parent.read_child() {
+        ChildMessage::Ready => Ok(Launched {
+            pid,
+            sock: Some(parent),
+        }),
+        ChildMessage::Failed(e) => {
+            kill_and_reap(pid);
+            Err(e)
+        }
+        ChildMessage::Closed => {
+            kill_and_reap(pid);
+            Err(RuntimeError::Init(
+                "the container init exited during setup".into(),
+            ))
+        }
+    }
+}
+
+impl Launched {
+    /// The init's pid on the host (the caller's child).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Lets the init exec the container's command. An error (the command is not found, not executable,
+    /// ...) comes with the message Docker prints and [`RuntimeError::exit_code`] 127 or 126; the child
+    /// has then exited and been reaped.
+    pub fn start(mut self) -> Result<()> {
+        let sock = self.sock.take().expect("start is called once");
+        sock.send_start();
+        match sock.read_child() {
+            ChildMessage::Closed => Ok(()),
+            ChildMessage::Failed(e) => {
+                kill_and_reap(self.pid);
+                Err(e)
+            }
+            ChildMessage::Ready => {
+                kill_and_reap(self.pid);
+                Err(RuntimeError::Init(
+                    "unexpected message from the container init".into(),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for Launched {
+    /// A container that is never started is killed and reaped.
+    fn drop(&mut self) {
+        if self.sock.take().is_some() {
+            kill_and_reap(self.pid);
+        }
+    }
+}
+
+/// Runs a process in the namespaces (mnt, uts, ipc, net, pid, cgroup) and cgroup of the running
+/// container with host pid `opts.pid`, applying the process's user, capabilities, no_new_privs, rlimits,
+/// the container's seccomp profile, env and cwd (`docker exec`). Returns the new process's host pid once
+/// it has exec'd; it is the caller's child.
+pub fn exec_in(opts: ExecOptions<'_>) -> Result<i32> {
+    let ns = NamespacePlan::of_process(opts.pid)?;
+    let mut plan = ProcessPlan::new(opts.process, opts.seccomp, opts.console)?;
+    let (parent, child) = sync::channel()?;
+    let pid = {
+        let _pidns = PidNsSwitch::enter(&ns.pid)?;
+        // SAFETY: as in `launch`: the caller is single-threaded.
+        match unsafe { libc::fork() } {
+            -1 => return Err(RuntimeError::io("fork", std::io::Error::last_os_error())),
+            0 => {
+                drop(parent);
+                init::exec_main(&ns, &mut plan, &opts.stdio, &child)
+            }
+            pid => pid,
+        }
+    };
+    drop(child);
+    drop(opts.stdio);
+    if let Some(cgroup) = opts.cgroup {
+        if let Err(e) = cgroup.add_process(pid) {
+            kill_and_reap(pid);
+            return Err(e);
+        }
+    }
+    parent.send_go();
+    match parent.read_child() {
+        ChildMessage::Closed => Ok(pid),
+        ChildMessage::Failed(e) => {
+            kill_and_reap(pid);
+            Err(e)
+        }
+        ChildMessage::Ready => {
+            kill_and_reap(pid);
+            Err(RuntimeError::Init(
+                "unexpected message from the exec process".into(),
+            ))
+        }
+    }
+}
+
+fn kill_and_reap(pid: i32) {
+    if let Some(pid) = Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+        let _ = rustix::process::waitpid(Some(pid), WaitOptions::empty());
+    }
+}

@@ -1,0 +1,712 @@
+//! Runs real containers (as root): namespaces, mounts, cgroups, capabilities, seccomp, exec.
+//! Run with `cargo test -p berth-runtime -- --test-threads=1` (the runtime forks: one test at a time).
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use berth_runtime::{
+    default_docker_capabilities, default_docker_device_rules, default_docker_masked_paths,
+    default_docker_readonly_paths, default_docker_seccomp, exec_in, launch, open_pty, CgroupPath, Cgroups,
+    ExecErrorKind, ExecOptions, LaunchOptions, RuntimeError, Stdio,
+};
+use oci_spec::runtime::{LinuxResources, Process, Spec};
+use rustix::process::{Pid, WaitOptions};
+use serde_json::json;
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Skips a test that needs root.
+macro_rules! require_root {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+/// The busybox rootfs tarball, built once per target dir by the project's script.
+fn rootfs_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-runtime-busybox.tar");
+        if !tar.exists() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-busybox-rootfs.sh");
+            let partial = tar.with_extension("tar.part");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&partial)
+                .status()
+                .expect("run make-busybox-rootfs.sh");
+            assert!(status.success(), "make-busybox-rootfs.sh failed");
+            fs::rename(&partial, &tar).unwrap();
+        }
+        tar
+    })
+}
+
+/// A bundle directory with an extracted busybox rootfs.
+struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-runtime-test")
+            .tempdir()
+            .unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir(&rootfs).unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(rootfs_tar())
+            .arg("-C")
+            .arg(&rootfs)
+            .status()
+            .unwrap();
+        assert!(status.success(), "untar rootfs");
+        Bundle { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+}
+
+/// A config.json like the one Docker makes for `docker run busybox <args>`.
+fn docker_spec(args: &[&str]) -> Spec {
+    let caps = default_docker_capabilities();
+    let value = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": [PATH_ENV, "HOSTNAME=c0ffee"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": true,
+            "oomScoreAdj": 0,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}]
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "c0ffee",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["ro", "nosuid", "noexec", "nodev"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}
+        ],
+        "linux": {
+            "resources": {"devices": default_docker_device_rules()},
+            "namespaces": [
+                {"type": "mount"}, {"type": "network"}, {"type": "uts"},
+                {"type": "pid"}, {"type": "ipc"}, {"type": "cgroup"}
+            ],
+            "seccomp": default_docker_seccomp(),
+            "maskedPaths": default_docker_masked_paths(),
+            "readonlyPaths": default_docker_readonly_paths()
+        }
+    });
+    serde_json::from_value(value).expect("valid spec")
+}
+
+fn resources(value: serde_json::Value) -> LinuxResources {
+    let mut value = value;
+    value["devices"] = serde_json::to_value(default_docker_device_rules()).unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+/// A cgroup for one test, removed (processes and all) on drop.
+struct TestCgroup {
+    cgroups: Cgroups,
+    path: CgroupPath,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestCgroup {
+    fn new(res: &LinuxResources) -> TestCgroup {
+        let name = format!(
+            "berth-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let cgroups = Cgroups::detect();
+        let path = cgroups.create(&name, res).expect("create cgroup");
+        TestCgroup { cgroups, path }
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        self.cgroups.remove(&self.path).expect("remove cgroup");
+        for dir in self.path.dirs() {
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
+    }
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap()
+}
+
+fn dev_null() -> OwnedFd {
+    fs::File::open("/dev/null").unwrap().into()
+}
+
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn wait(pid: i32) -> (Option<i32>, Option<i32>) {
+    let (_, status) = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty())
+        .unwrap()
+        .unwrap();
+    (status.exit_status(), status.terminating_signal())
+}
+
+fn read_all(fd: OwnedFd) -> String {
+    let mut s = String::new();
+    fs::File::from(fd).read_to_string(&mut s).unwrap();
+    s
+}
+
+/// Runs a container to completion, collecting its output.
+fn run_in(bundle: &Bundle, spec: &Spec, cgroup: Option<&CgroupPath>) -> Result<Output, RuntimeError> {
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let launched = launch(LaunchOptions {
+        bundle: bundle.path(),
+        spec,
+        stdio: Stdio {
+            stdin: dev_null(),
+            stdout: out_w,
+            stderr: err_w,
+        },
+        console: false,
+        cgroup,
+    })?;
+    let pid = launched.pid();
+    launched.start()?;
+    let stderr = std::thread::spawn(move || read_all(err_r));
+    let stdout = read_all(out_r);
+    let stderr = stderr.join().unwrap();
+    let (code, signal) = wait(pid);
+    Ok(Output {
+        code,
+        signal,
+        stdout,
+        stderr,
+    })
+}
+
+fn run(args: &[&str]) -> Output {
+    let bundle = Bundle::new();
+    let out = run_in(&bundle, &docker_spec(args), None).expect("container runs");
+    assert_no_leftover_mounts(&bundle);
+    out
+}
+
+fn assert_no_leftover_mounts(bundle: &Bundle) {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let path = bundle.path().to_string_lossy().into_owned();
+    assert!(!mountinfo.contains(&path), "host mount table mentions {path}");
+}
+
+#[test]
+fn echo_hi() {
+    require_root!();
+    let out = run(&["echo", "hi"]);
+    assert_eq!(out.stdout, "hi\n");
+    assert_eq!(out.code, Some(0), "{out:?}");
+}
+
+#[test]
+fn docker_security_defaults() {
+    require_root!();
+    let out = run(&["cat", "/proc/self/status"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.contains("Seccomp:\t2\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("NoNewPrivs:\t1\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("CapEff:\t00000000a80425fb\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("CapBnd:\t00000000a80425fb\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("CapInh:\t0000000000000000\n"),
+        "{}",
+        out.stdout
+    );
+    // The test harness ignores SIGPIPE; the container must not inherit that.
+    for line in ["SigIgn:\t0000000000000000\n", "SigBlk:\t0000000000000000\n"] {
+        assert!(out.stdout.contains(line), "{}", out.stdout);
+    }
+}
+
+#[test]
+fn seccomp_blocks_mount_and_namespaces() {
+    require_root!();
+    let out = run(&[
+        "sh",
+        "-c",
+        "unshare -n true; echo unshare=$?; mount -t tmpfs t /mnt; echo mount=$?",
+    ]);
+    assert!(out.stdout.contains("unshare=1"), "{out:?}");
+    assert!(
+        out.stdout.contains("mount=255") || out.stdout.contains("mount=1"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn container_is_pid_1_and_host_processes_are_invisible() {
+    require_root!();
+    let out = run(&[
+        "sh",
+        "-c",
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]'",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let mut lines = out.stdout.lines();
+    assert!(lines.next().unwrap().starts_with("sh -c "), "{out:?}");
+    let pids: u32 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(pids <= 4, "{pids} processes visible: {out:?}");
+}
+
+#[test]
+fn hostname_and_loopback() {
+    require_root!();
+    let out = run(&[
+        "sh",
+        "-c",
+        "hostname; cat /sys/class/net/lo/flags; ls /sys/class/net",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "c0ffee");
+    let flags = u32::from_str_radix(lines[1].trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is up");
+    assert_eq!(lines[2..], ["lo"], "only lo in a new network namespace");
+}
+
+#[test]
+fn root_is_the_rootfs() {
+    require_root!();
+    let bundle = Bundle::new();
+    let spec = docker_spec(&["sh", "-c", "ls /; test -e /work && echo HOST; touch /written"]);
+    let out = run_in(&bundle, &spec, None).unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let names: Vec<&str> = out.stdout.lines().collect();
+    for expected in ["bin", "dev", "etc", "proc", "sys", "tmp"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    assert!(!names.contains(&"HOST"), "the host's / is visible");
+    assert!(
+        bundle.rootfs().join("written").exists(),
+        "a write to / lands in the rootfs"
+    );
+    assert_no_leftover_mounts(&bundle);
+}
+
+#[test]
+fn readonly_root() {
+    require_root!();
+    let bundle = Bundle::new();
+    let mut spec = docker_spec(&[
+        "sh",
+        "-c",
+        "touch /x && echo wrote; touch /tmp/y || true; touch /dev/shm/z && echo shm",
+    ]);
+    spec.root_mut().as_mut().unwrap().set_readonly(Some(true));
+    let out = run_in(&bundle, &spec, None).unwrap();
+    assert!(!out.stdout.contains("wrote"), "{out:?}");
+    assert!(out.stderr.contains("Read-only file system"), "{out:?}");
+    assert!(out.stdout.contains("shm"), "mounts on top stay writable: {out:?}");
+    assert!(!bundle.rootfs().join("x").exists());
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    require_root!();
+    // This host's kernel may lack /proc/kcore: check every masked file that exists here.
+    let out = run(&[
+        "sh",
+        "-c",
+        "for f in /proc/kcore /proc/interrupts /proc/keys /proc/timer_list; do test -e $f && wc -c < $f; done \
+         | sort -u; ls /sys/firmware | wc -l; echo x > /proc/sys/kernel/domainname && echo wrote",
+    ]);
+    assert!(Path::new("/proc/interrupts").exists());
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[..2],
+        ["0", "0"],
+        "masked files read empty, masked directories are empty: {out:?}"
+    );
+    assert!(!out.stdout.contains("wrote"), "/proc/sys is read-only: {out:?}");
+    assert!(out.stderr.contains("Read-only file system"), "{out:?}");
+}
+
+#[test]
+fn runs_as_the_spec_user() {
+    require_root!();
+    let bundle = Bundle::new();
+    let mut spec = docker_spec(&[
+        "sh",
+        "-c",
+        "id -u; id -g; id -G; echo $HOME; grep CapEff /proc/self/status",
+    ]);
+    let user = spec.process_mut().as_mut().unwrap().user_mut();
+    user.set_uid(65534);
+    user.set_gid(65534);
+    let out = run_in(&bundle, &spec, None).unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[..4], ["65534", "65534", "65534", "/nonexistent"], "{out:?}");
+    assert_eq!(
+        lines[4], "CapEff:\t0000000000000000",
+        "a non-root user keeps no capabilities"
+    );
+}
+
+#[test]
+fn rlimits_are_clamped_to_the_hard_limit() {
+    require_root!();
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .unwrap_or(u64::MAX);
+    let out = run(&["sh", "-c", "ulimit -n; ulimit -Hn"]);
+    let expected = hard.min(1_048_576).to_string();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [expected.as_str(), expected.as_str()],
+        "{out:?}"
+    );
+}
+
+#[test]
+fn command_not_found_is_127() {
+    require_root!();
+    let bundle = Bundle::new();
+    let err = run_in(&bundle, &docker_spec(&["nosuch"]), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "exec: \"nosuch\": executable file not found in $PATH"
+    );
+    assert_eq!(err.exec_kind(), Some(ExecErrorKind::NotFound));
+    assert_eq!(err.exit_code(), 127);
+
+    let err = run_in(&bundle, &docker_spec(&["/etc/passwd"]), None).unwrap_err();
+    assert_eq!(err.to_string(), "exec: \"/etc/passwd\": permission denied");
+    assert_eq!(err.exit_code(), 126);
+    assert_no_leftover_mounts(&bundle);
+}
+
+#[test]
+fn missing_cwd_is_created() {
+    require_root!();
+    let bundle = Bundle::new();
+    let mut spec = docker_spec(&["pwd"]);
+    spec.process_mut().as_mut().unwrap().set_cwd("/srv/app".into());
+    let out = run_in(&bundle, &spec, None).unwrap();
+    assert_eq!(out.stdout, "/srv/app\n", "{out:?}");
+}
+
+#[test]
+fn devices_and_dev_symlinks() {
+    require_root!();
+    let out = run(&[
+        "sh",
+        "-c",
+        "ls -l /dev/null /dev/zero /dev/urandom /dev/tty | cut -c1; readlink /dev/ptmx; readlink /dev/fd; \
+         head -c 4 /dev/zero | wc -c",
+    ]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["c", "c", "c", "c", "pts/ptmx", "/proc/self/fd", "4"],
+        "{out:?}"
+    );
+}
+
+#[test]
+fn symlinked_mount_destination_stays_in_the_rootfs() {
+    require_root!();
+    let bundle = Bundle::new();
+    let marker = format!("berth-escape-{}", std::process::id());
+    std::os::unix::fs::symlink("/etc", bundle.rootfs().join("evil")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../tmp", bundle.rootfs().join("evil2")).unwrap();
+    let mut spec = docker_spec(&[
+        "sh",
+        "-c",
+        &format!("touch /evil/{marker} /evil2/{marker}; ls /etc /tmp"),
+    ]);
+    let mut mounts = spec.mounts().clone().unwrap();
+    for dest in ["/evil", "/evil2"] {
+        mounts.push(
+            serde_json::from_value(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs"})).unwrap(),
+        );
+    }
+    spec.set_mounts(Some(mounts));
+    let out = run_in(&bundle, &spec, None).unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        !Path::new("/etc").join(&marker).exists(),
+        "escaped to the host's /etc"
+    );
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "escaped to the host's /tmp"
+    );
+    assert!(
+        out.stdout.contains(&marker),
+        "the mount landed inside the rootfs: {out:?}"
+    );
+}
+
+#[test]
+fn bind_mounts_of_files_and_directories() {
+    require_root!();
+    let bundle = Bundle::new();
+    let host = tempfile::tempdir().unwrap();
+    fs::write(host.path().join("hostname"), "from-host\n").unwrap();
+    fs::create_dir(host.path().join("data")).unwrap();
+    fs::write(host.path().join("data/in"), "volume\n").unwrap();
+    let mut spec = docker_spec(&[
+        "sh",
+        "-c",
+        "cat /etc/hostname /data/in; echo out > /data/out; echo x > /etc/hostname || echo ro; \
+         echo y > /cfg/new || echo ro-dir",
+    ]);
+    let mut mounts = spec.mounts().clone().unwrap();
+    for (src, dest, opts) in [
+        ("hostname", "/etc/hostname", json!(["rbind", "rprivate", "ro"])),
+        ("data", "/data", json!(["rbind", "rprivate"])),
+        ("data", "/cfg", json!(["bind", "ro"])),
+    ] {
+        let source = host.path().join(src);
+        mounts.push(
+            serde_json::from_value(
+                json!({"destination": dest, "type": "bind", "source": source, "options": opts}),
+            )
+            .unwrap(),
+        );
+    }
+    spec.set_mounts(Some(mounts));
+    let out = run_in(&bundle, &spec, None).unwrap();
+    assert_eq!(out.stdout, "from-host\nvolume\nro\nro-dir\n", "{out:?}");
+    assert_eq!(fs::read_to_string(host.path().join("data/out")).unwrap(), "out\n");
+    assert_eq!(
+        fs::read_to_string(host.path().join("hostname")).unwrap(),
+        "from-host\n"
+    );
+    assert_no_leftover_mounts(&bundle);
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    require_root!();
+    let mib32 = 32 * 1024 * 1024;
+    let cg = TestCgroup::new(&resources(json!({"memory": {"limit": mib32, "swap": mib32}})));
+    let bundle = Bundle::new();
+    let spec = docker_spec(&["dd", "if=/dev/zero", "bs=64M", "count=1", "of=/dev/null"]);
+    let out = run_in(&bundle, &spec, Some(&cg.path)).unwrap();
+    assert_eq!(out.signal, Some(9), "killed by SIGKILL: {out:?}");
+    assert!(cg.cgroups.oom_killed(&cg.path));
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    require_root!();
+    let cg = TestCgroup::new(&resources(json!({"pids": {"limit": 10}})));
+    let bundle = Bundle::new();
+    let spec = docker_spec(&["sh", "-c", "for i in $(seq 30); do sleep 5 & done; echo done"]);
+    let out = run_in(&bundle, &spec, Some(&cg.path)).unwrap();
+    assert!(out.stderr.contains("fork"), "forks failed: {out:?}");
+    assert_eq!(cg.cgroups.stats(&cg.path).pids_limit, Some(10));
+}
+
+#[test]
+fn cgroup_view_inside_the_container() {
+    require_root!();
+    let cg = TestCgroup::new(&resources(json!({"memory": {"limit": 64 * 1024 * 1024}})));
+    let bundle = Bundle::new();
+    let spec = docker_spec(&[
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes || cat /sys/fs/cgroup/memory.max; \
+         grep -c ':/$' /proc/self/cgroup; mkdir /sys/fs/cgroup/x && echo wrote",
+    ]);
+    let out = run_in(&bundle, &spec, Some(&cg.path)).unwrap();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "67108864", "{out:?}");
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .count()
+        .to_string();
+    assert_eq!(
+        lines[1], own,
+        "every cgroup is / in the container's cgroup namespace: {out:?}"
+    );
+    assert!(
+        !out.stdout.contains("wrote"),
+        "/sys/fs/cgroup is read-only: {out:?}"
+    );
+}
+
+#[test]
+fn exec_in_a_running_container() {
+    require_root!();
+    let cg = TestCgroup::new(&resources(json!({})));
+    let bundle = Bundle::new();
+    let spec = docker_spec(&["sleep", "30"]);
+    let launched = launch(LaunchOptions {
+        bundle: bundle.path(),
+        spec: &spec,
+        stdio: Stdio {
+            stdin: dev_null(),
+            stdout: dev_null(),
+            stderr: dev_null(),
+        },
+        console: false,
+        cgroup: Some(&cg.path),
+    })
+    .unwrap();
+    let init = launched.pid();
+    launched.start().unwrap();
+
+    let mut process: Process = spec.process().clone().unwrap();
+    process.set_args(Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "tr '\\0' ' ' < /proc/1/cmdline; echo; hostname; grep NoNewPrivs /proc/self/status".into(),
+    ]));
+    let (out_r, out_w) = pipe();
+    let (err_r, err_w) = pipe();
+    let pid = exec_in(ExecOptions {
+        pid: init,
+        process: &process,
+        stdio: Stdio {
+            stdin: dev_null(),
+            stdout: out_w,
+            stderr: err_w,
+        },
+        console: false,
+        cgroup: Some(&cg.path),
+        seccomp: spec.linux().as_ref().unwrap().seccomp().as_ref(),
+    })
+    .unwrap();
+    let stdout = read_all(out_r);
+    let stderr = read_all(err_r);
+    assert_eq!(wait(pid).0, Some(0), "{stdout} {stderr}");
+    assert_eq!(stdout, "sleep 30 \nc0ffee\nNoNewPrivs:\t1\n", "{stderr}");
+
+    process.set_args(Some(vec!["nosuch".into()]));
+    let err = exec_in(ExecOptions {
+        pid: init,
+        process: &process,
+        stdio: Stdio {
+            stdin: dev_null(),
+            stdout: dev_null(),
+            stderr: dev_null(),
+        },
+        console: false,
+        cgroup: Some(&cg.path),
+        seccomp: None,
+    })
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 127, "{err}");
+
+    assert!(cg.cgroups.pids(&cg.path).contains(&init));
+    cg.cgroups.freeze(&cg.path).unwrap();
+    assert!(cg.cgroups.is_frozen(&cg.path));
+    cg.cgroups.thaw(&cg.path).unwrap();
+    let stats = cg.cgroups.stats(&cg.path);
+    assert!(stats.pids_current >= 1 && stats.memory_usage > 0, "{stats:?}");
+    drop(cg); // kills the container
+    let (_, signal) = wait(init);
+    assert_eq!(signal, Some(9));
+}
+
+#[test]
+fn console_is_the_controlling_terminal() {
+    require_root!();
+    let (master, slave) = open_pty().unwrap();
+    berth_runtime::resize(&master, 30, 100).unwrap();
+    let bundle = Bundle::new();
+    let spec = docker_spec(&[
+        "sh",
+        "-c",
+        "test -t 0 && echo tty; stty size; test -c /dev/console && echo console",
+    ]);
+    let launched = launch(LaunchOptions {
+        bundle: bundle.path(),
+        spec: &spec,
+        stdio: Stdio::from_pty(slave).unwrap(),
+        console: true,
+        cgroup: None,
+    })
+    .unwrap();
+    let pid = launched.pid();
+    launched.start().unwrap();
+    assert_eq!(wait(pid).0, Some(0));
+    // The output waits in the pty; the slave is closed, so read until EIO.
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = rustix::io::read(&master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    assert_eq!(out, "tty\n30 100\nconsole\n");
+}
+
+#[test]
+fn unsupported_user_namespace_is_a_clear_error() {
+    require_root!();
+    let bundle = Bundle::new();
+    let mut spec = docker_spec(&["true"]);
+    let mut namespaces = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+    namespaces.push(serde_json::from_value(json!({"type": "user"})).unwrap());
+    spec.linux_mut()
+        .as_mut()
+        .unwrap()
+        .set_namespaces(Some(namespaces));
+    let err = run_in(&bundle, &spec, None).unwrap_err();
+    assert!(matches!(err, RuntimeError::Unsupported(_)), "{err}");
+}

@@ -1,0 +1,1026 @@
+//! The container service: creates containers from images, starts each under its own shim, tracks
+//! their lifecycle, and finds them again after berthd restarts.
+//!
+//! Each container has a directory `<root>/containers/<id>` (its record, OCI bundle, overlay
+//! upper/work dirs, rootfs mount point, hosts files, log) and, while its shim lives,
+//! `<exec-root>/shims/<id>` (the shim's socket and exit file).
+
+mod error;
+mod exec;
+mod logs;
+mod names;
+mod record;
+mod shim;
+pub mod spec;
+
+pub use error::{ContainerError, Result};
+pub use exec::{ExecConfig, ExecEntry};
+pub use logs::{parse_time as logs_time, stream as stream_logs, LogOptions};
+pub use record::{ContainerRecord, Paths};
+
+use berth_api::container::{ContainerState, CreateRequest, CreateResponse, WaitResponse, ZERO_TIME};
+use berth_api::Filters;
+use berth_image::ImageStore;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::net::UnixStream;
+use tokio::sync::{oneshot, watch};
+
+/// What waiters watch: how often the container exited, whether it runs, whether it is gone.
+#[derive(Debug, Clone, Default)]
+pub struct Life {
+    pub exits: u64,
+    pub running: bool,
+    pub removed: bool,
+    pub exit_code: i64,
+}
+
+struct PendingAttach {
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    reply: oneshot::Sender<std::io::Result<UnixStream>>,
+}
+
+pub struct Entry {
+    pub id: String,
+    pub paths: Paths,
+    rec: Mutex<ContainerRecord>,
+    life: watch::Sender<Life>,
+    pending: Mutex<Vec<PendingAttach>>,
+    /// Serialises start, stop and remove of one container.
+    op: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    pub fn record(&self) -> ContainerRecord {
+        self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ContainerRecord)) -> ContainerRecord {
+        let mut r = self.rec.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut r);
+        r.clone()
+    }
+
+    pub fn life(&self) -> watch::Receiver<Life> {
+        self.life.subscribe()
+    }
+}
+
+/// Where a stream of a container's output comes from, for an attach.
+pub enum AttachSource {
+    Now(UnixStream),
+    AtStart(oneshot::Receiver<std::io::Result<UnixStream>>),
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Entry>>,
+    names: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct ContainerService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    shims: PathBuf,
+    /// Containers' cgroups are `<cgroup_parent>/<id>` in every hierarchy.
+    cgroup_parent: String,
+    images: Arc<ImageStore>,
+    table: Mutex<Table>,
+    execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ContainerError::Internal(e.to_string()))?
+}
+
+impl ContainerService {
+    /// Loads every container recorded under `root` and reconnects to the shims still running.
+    pub async fn open(
+        root: &Path,
+        exec_root: &Path,
+        cgroup_parent: &str,
+        images: Arc<ImageStore>,
+    ) -> Result<ContainerService> {
+        let root = root.join("containers");
+        let shims = exec_root.join("shims");
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(&shims)?;
+        let svc = ContainerService {
+            inner: Arc::new(Inner {
+                root: root.clone(),
+                shims,
+                cgroup_parent: cgroup_parent.trim_matches('/').to_string(),
+                images,
+                table: Mutex::new(Table::default()),
+                execs: Mutex::new(HashMap::new()),
+            }),
+        };
+        for dir in std::fs::read_dir(&root)? {
+            let dir = dir?.path();
+            let rec: ContainerRecord = match std::fs::read(dir.join(record::RECORD_FILE))
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    // A container whose create never finished: nothing to keep.
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing unreadable container directory");
+                    let _ = unmount(&dir.join("rootfs"));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    continue;
+                }
+            };
+            let entry = svc.insert(rec);
+            svc.recover(entry).await;
+        }
+        Ok(svc)
+    }
+
+    fn insert(&self, rec: ContainerRecord) -> Arc<Entry> {
+        let running = rec.state.running;
+        let entry = Arc::new(Entry {
+            id: rec.id.clone(),
+            paths: Paths::new(&self.inner.root, &self.inner.shims, &rec.id),
+            life: watch::Sender::new(Life {
+                running,
+                exit_code: rec.state.exit_code,
+                ..Default::default()
+            }),
+            pending: Mutex::new(Vec::new()),
+            op: tokio::sync::Mutex::new(()),
+            rec: Mutex::new(rec.clone()),
+        });
+        let mut t = self.table();
+        t.names.insert(rec.name.clone(), rec.id.clone());
+        t.by_id.insert(rec.id.clone(), entry.clone());
+        entry
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After a berthd restart: a container recorded as running either still runs under its
+    /// shim (watch it again) or exited meanwhile (take the exit status the shim left).
+    async fn recover(&self, entry: Arc<Entry>) {
+        let rec = entry.record();
+        if !rec.state.running {
+            return;
+        }
+        match shim::command(&entry.paths.shim, "STATE").await {
+            Ok(line) if line.starts_with("RUNNING") || line.starts_with("CREATED") => {
+                tracing::info!(id = %rec.short_id(), "reattached to running container");
+                self.monitor(entry);
+            }
+            _ => {
+                let status = shim::read_exit_file(&entry.paths.shim).unwrap_or(berth_shim::ExitStatus {
+                    code: 255,
+                    oom_killed: false,
+                    finished_at: now(),
+                });
+                self.on_exit(&entry, status).await;
+            }
+        }
+    }
+
+    pub fn resolve(&self, name: &str) -> Result<Arc<Entry>> {
+        let t = self.table();
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if let Some(e) = t.by_id.get(bare) {
+            return Ok(e.clone());
+        }
+        if let Some(id) = t.names.get(bare) {
+            return Ok(t.by_id[id].clone());
+        }
+        if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<&Arc<Entry>> = t.by_id.values().filter(|e| e.id.starts_with(bare)).collect();
+            match matches.len() {
+                1 => return Ok(matches[0].clone()),
+                n if n > 1 => {
+                    return Err(ContainerError::Invalid(format!(
+                        "multiple IDs found with provided prefix: {bare}"
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Err(ContainerError::NotFound(name.to_string()))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        self.table().by_id.values().cloned().collect()
+    }
+
+    /// `POST /containers/create`.
+    pub async fn create(&self, name: Option<&str>, mut req: CreateRequest) -> Result<CreateResponse> {
+        let image_name = req.config.image.clone();
+        if image_name.is_empty() {
+            return Err(ContainerError::Invalid("config.Image is required".into()));
+        }
+        let images = self.inner.images.clone();
+        let lookup = image_name.clone();
+        let image = blocking(move || images.resolve(&lookup).map_err(ContainerError::from)).await?;
+        spec::merge_image_config(&mut req.config, image.config.config.as_ref());
+        let (path, args) = spec::command(&req.config).map_err(ContainerError::Invalid)?;
+        if let Some(p) = req.host_config.restart_policy.name.as_str().into() {
+            if !matches!(p, "" | "no" | "always" | "on-failure" | "unless-stopped") {
+                return Err(ContainerError::Invalid(format!("invalid restart policy '{p}'")));
+            }
+        }
+        if req.host_config.auto_remove && !matches!(req.host_config.restart_policy.name.as_str(), "" | "no") {
+            return Err(ContainerError::Invalid(
+                "can't create 'AutoRemove' container with restart policy".into(),
+            ));
+        }
+        let id = random_id();
+        let name = {
+            let mut t = self.table();
+            let name = match name.filter(|n| !n.is_empty()) {
+                Some(n) => {
+                    let n = names::validate(n).map_err(ContainerError::Invalid)?;
+                    if let Some(other) = t.names.get(&n) {
+                        return Err(ContainerError::Conflict(format!(
+                            "Conflict. The container name \"/{n}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                        )));
+                    }
+                    n
+                }
+                None => (0..)
+                    .map(names::random_name)
+                    .find(|n| !t.names.contains_key(n))
+                    .expect("a free name"),
+            };
+            // Reserve the name while the directory is being made.
+            t.names.insert(name.clone(), id.clone());
+            name
+        };
+        let lower_dirs: Vec<PathBuf> = image
+            .record
+            .layers
+            .iter()
+            .rev()
+            .map(|l| self.inner.images.layers.fs_dir(&l.chain_id))
+            .collect();
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: now(),
+            image_id: image.record.id.to_string(),
+            image_name,
+            config: req.config,
+            host_config: req.host_config,
+            path,
+            args,
+            state: ContainerState::default(),
+            restart_count: 0,
+            lower_dirs,
+            has_been_started: false,
+        };
+        let paths = Paths::new(&self.inner.root, &self.inner.shims, &id);
+        let made = {
+            let (rec, paths) = (rec.clone(), paths.clone());
+            blocking(move || prepare_dir(&rec, &paths)).await
+        };
+        if let Err(e) = made {
+            self.table().names.remove(&name);
+            let _ = std::fs::remove_dir_all(&paths.dir);
+            return Err(e);
+        }
+        self.insert(rec);
+        Ok(CreateResponse { id, warnings: vec![] })
+    }
+
+    fn persist(&self, entry: &Entry, rec: &ContainerRecord) {
+        let bytes = serde_json::to_vec(rec).expect("record serialises");
+        if let Err(e) = berth_image::content::write_atomic(&entry.paths.record(), &bytes) {
+            tracing::error!(id = %entry.id, error = %e, "could not save container state");
+        }
+    }
+
+    /// `POST /containers/{id}/start`.
+    pub async fn start(&self, name: &str) -> Result<()> {
+        let entry = self.resolve(name)?;
+        let _op = entry.op.lock().await;
+        let rec = entry.record();
+        if rec.state.running {
+            return Err(ContainerError::NotModified);
+        }
+        if rec.state.status == "removing" {
+            return Err(ContainerError::Conflict(format!(
+                "container {} is marked for removal and cannot be started",
+                rec.id
+            )));
+        }
+        let paths = entry.paths.clone();
+        {
+            let (rec, paths) = (rec.clone(), paths.clone());
+            let cgroup = format!("{}/{}", self.inner.cgroup_parent, rec.id);
+            blocking(move || {
+                mount_rootfs(&rec, &paths)?;
+                let spec = spec::build(&rec, &paths, &cgroup).map_err(ContainerError::Invalid);
+                let spec = match spec {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = unmount(&paths.rootfs());
+                        return Err(e);
+                    }
+                };
+                berth_image::content::write_atomic(
+                    &paths.dir.join("config.json"),
+                    &serde_json::to_vec_pretty(&spec).expect("spec"),
+                )
+                .map_err(ContainerError::from)
+            })
+            .await?;
+        }
+        if let Err(e) = self.spawn_shim(&rec, &paths).await {
+            let _ = unmount(&paths.rootfs());
+            return Err(e);
+        }
+        // Attachers that came before start get their streams before the process runs, so they
+        // see all of its output.
+        let pending: Vec<PendingAttach> =
+            std::mem::take(&mut *entry.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        for p in pending {
+            let stream = shim::attach(&paths.shim, p.stdin, p.stdout, p.stderr).await;
+            let _ = p.reply.send(stream);
+        }
+        let answer = shim::command(&paths.shim, "START")
+            .await
+            .map_err(|e| ContainerError::Internal(format!("shim: {e}")))?;
+        if let Some(pid) = answer.strip_prefix("OK ") {
+            let pid: i64 = pid.trim().parse().unwrap_or(0);
+            let rec = entry.update(|r| {
+                r.state = ContainerState {
+                    status: "running".into(),
+                    running: true,
+                    pid,
+                    started_at: now(),
+                    finished_at: ZERO_TIME.into(),
+                    ..Default::default()
+                };
+                r.has_been_started = true;
+            });
+            self.persist(&entry, &rec);
+            entry.life.send_modify(|l| l.running = true);
+            self.monitor(entry.clone());
+            Ok(())
+        } else {
+            let rest = answer.strip_prefix("ERR ").unwrap_or(&answer);
+            let (code, message) = rest.split_once(' ').unwrap_or(("128", rest));
+            let code: i64 = code.parse().unwrap_or(128);
+            let message =
+                format!("failed to create task for container: unable to start container process: {message}");
+            let _ = unmount(&paths.rootfs());
+            let rec = entry.update(|r| {
+                r.state.exit_code = code;
+                r.state.error = message.clone();
+                r.state.status = "created".into();
+            });
+            self.persist(&entry, &rec);
+            entry.life.send_modify(|l| {
+                l.exit_code = code;
+                l.exits += 1;
+            });
+            if rec.host_config.auto_remove {
+                let svc = self.clone();
+                let id = rec.id.clone();
+                tokio::spawn(async move {
+                    let _ = svc.remove(&id, true).await;
+                });
+            }
+            Err(ContainerError::StartFailed { code, message })
+        }
+    }
+
+    async fn spawn_shim(&self, rec: &ContainerRecord, paths: &Paths) -> Result<()> {
+        let _ = std::fs::remove_dir_all(&paths.shim);
+        std::fs::create_dir_all(&paths.shim)?;
+        let mut cmd = tokio::process::Command::new(shim::shim_binary());
+        cmd.arg("run")
+            .args(["--id", &rec.id])
+            .arg("--bundle")
+            .arg(&paths.dir)
+            .arg("--state")
+            .arg(&paths.shim)
+            .arg("--log")
+            .arg(paths.log(&rec.id))
+            .args(["--ready-fd", "1"]);
+        if rec.config.tty {
+            cmd.arg("--tty");
+        }
+        if rec.config.open_stdin {
+            cmd.arg("--stdin");
+        }
+        if rec.config.stdin_once {
+            cmd.arg("--stdin-once");
+        }
+        let opts = &rec.host_config.log_config.config;
+        if let Some(size) = opts.get("max-size") {
+            let bytes = parse_size(size)
+                .ok_or_else(|| ContainerError::Invalid(format!("invalid max-size: {size}")))?;
+            cmd.args(["--log-max-size", &bytes.to_string()]);
+        }
+        if let Some(n) = opts.get("max-file") {
+            let n: u32 = n
+                .parse()
+                .map_err(|_| ContainerError::Invalid(format!("invalid max-file: {n}")))?;
+            cmd.args(["--log-max-files", &n.to_string()]);
+        }
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ContainerError::Internal(format!("starting berth-shim: {e}")))?;
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        let read = async {
+            use tokio::io::AsyncBufReadExt;
+            let mut r = tokio::io::BufReader::new(&mut out);
+            r.read_line(&mut line).await
+        };
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(30), read).await;
+        let _ = child.wait().await;
+        match ready {
+            Ok(Ok(_)) if line.starts_with("READY") => Ok(()),
+            Ok(Ok(_)) => {
+                let msg = line
+                    .trim()
+                    .strip_prefix("ERROR ")
+                    .unwrap_or(line.trim())
+                    .to_string();
+                Err(ContainerError::StartFailed {
+                    code: 128,
+                    message: format!("failed to create task for container: {msg}"),
+                })
+            }
+            Ok(Err(e)) => Err(ContainerError::Internal(format!("berth-shim: {e}"))),
+            Err(_) => Err(ContainerError::Internal(
+                "berth-shim did not become ready in 30s".into(),
+            )),
+        }
+    }
+
+    /// Waits for the container's exit through its shim, in the background.
+    fn monitor(&self, entry: Arc<Entry>) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let status = match shim::command(&entry.paths.shim, "WAIT").await {
+                Ok(line) => line.strip_prefix("EXIT ").and_then(berth_shim::ExitStatus::parse),
+                Err(_) => None,
+            };
+            // The shim writes its exit file before answering; if the connection broke, that
+            // file is the truth.
+            let status = status
+                .or_else(|| shim::read_exit_file(&entry.paths.shim))
+                .unwrap_or(berth_shim::ExitStatus {
+                    code: 255,
+                    oom_killed: false,
+                    finished_at: now(),
+                });
+            svc.on_exit(&entry, status).await;
+        });
+    }
+
+    async fn on_exit(&self, entry: &Arc<Entry>, status: berth_shim::ExitStatus) {
+        let paths = entry.paths.clone();
+        let _ = tokio::task::spawn_blocking(move || unmount(&paths.rootfs())).await;
+        let rec = entry.update(|r| {
+            r.state.status = "exited".into();
+            r.state.running = false;
+            r.state.paused = false;
+            r.state.pid = 0;
+            r.state.exit_code = status.code as i64;
+            r.state.oom_killed = status.oom_killed;
+            r.state.finished_at = status.finished_at.clone();
+        });
+        self.persist(entry, &rec);
+        let _ = std::fs::remove_dir_all(&entry.paths.shim);
+        entry.life.send_modify(|l| {
+            l.running = false;
+            l.exits += 1;
+            l.exit_code = status.code as i64;
+        });
+        if rec.host_config.auto_remove {
+            if let Err(e) = self.remove(&rec.id, true).await {
+                tracing::warn!(id = %rec.short_id(), error = %e, "auto-remove failed");
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/wait`.
+    pub async fn wait(&self, name: &str, condition: &str) -> Result<WaitResponse> {
+        let entry = self.resolve(name)?;
+        let mut rx = entry.life();
+        let start = rx.borrow().clone();
+        let done = |l: &Life| match condition {
+            "next-exit" => l.exits > start.exits || l.removed,
+            "removed" => l.removed,
+            _ => !l.running || l.removed,
+        };
+        let life = match rx.wait_for(|l| done(l)).await {
+            Ok(l) => l.clone(),
+            // The entry is gone: it was removed.
+            Err(_) => Life {
+                removed: true,
+                exit_code: entry.record().state.exit_code,
+                ..start
+            },
+        };
+        Ok(WaitResponse {
+            status_code: life.exit_code,
+            error: None,
+        })
+    }
+
+    /// Streams for `attach`: at once when the container runs, or when it starts.
+    pub async fn attach(
+        &self,
+        name: &str,
+        stdin: bool,
+        stdout: bool,
+        stderr: bool,
+    ) -> Result<(ContainerRecord, AttachSource)> {
+        let entry = self.resolve(name)?;
+        let _op = entry.op.lock().await;
+        let rec = entry.record();
+        if rec.state.running {
+            let s = shim::attach(&entry.paths.shim, stdin, stdout, stderr).await?;
+            return Ok((rec, AttachSource::Now(s)));
+        }
+        if rec.has_been_started
+            && !rec.host_config.restart_policy.name.is_empty()
+            && rec.host_config.restart_policy.name != "no"
+        {
+            // A restarting container: fall through and wait for its next start.
+        } else if rec.state.status == "exited" {
+            return Err(ContainerError::Conflict(
+                "You cannot attach to a stopped container, start it first".into(),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        entry
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PendingAttach {
+                stdin,
+                stdout,
+                stderr,
+                reply: tx,
+            });
+        Ok((rec, AttachSource::AtStart(rx)))
+    }
+
+    /// `POST /containers/{id}/kill`.
+    pub async fn kill(&self, name: &str, signal: Option<&str>) -> Result<()> {
+        let entry = self.resolve(name)?;
+        let rec = entry.record();
+        if !rec.state.running {
+            return Err(ContainerError::Conflict(format!(
+                "cannot kill container: {}: container {} is not running",
+                name, rec.id
+            )));
+        }
+        let sig = parse_signal(signal.unwrap_or("SIGKILL"))
+            .ok_or_else(|| ContainerError::Invalid(format!("Invalid signal: {}", signal.unwrap_or(""))))?;
+        self.signal(&entry, sig).await
+    }
+
+    async fn signal(&self, entry: &Entry, sig: i32) -> Result<()> {
+        let answer = shim::command(&entry.paths.shim, &format!("KILL {sig}")).await?;
+        if answer == "OK" {
+            Ok(())
+        } else {
+            Err(ContainerError::Internal(
+                answer.trim_start_matches("ERR ").to_string(),
+            ))
+        }
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(&self, name: &str, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let entry = self.resolve(name)?;
+        let _op = entry.op.lock().await;
+        self.stop_entry(&entry, timeout, signal).await
+    }
+
+    async fn stop_entry(&self, entry: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
+        let rec = entry.record();
+        if !rec.state.running {
+            return Err(ContainerError::NotModified);
+        }
+        let sig_name = signal
+            .map(String::from)
+            .or(rec.config.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into());
+        let sig = parse_signal(&sig_name)
+            .ok_or_else(|| ContainerError::Invalid(format!("Invalid signal: {sig_name}")))?;
+        let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let mut rx = entry.life();
+        let _ = self.signal(entry, sig).await;
+        let stopped = async { rx.wait_for(|l| !l.running).await.map(|_| ()) };
+        let in_time = if secs < 0 {
+            stopped.await.is_ok()
+        } else {
+            tokio::time::timeout(std::time::Duration::from_secs(secs as u64), stopped)
+                .await
+                .is_ok()
+        };
+        if !in_time {
+            let _ = self.signal(entry, 9).await;
+            let mut rx = entry.life();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|l| !l.running)).await;
+        }
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(&self, name: &str, timeout: Option<i64>) -> Result<()> {
+        let entry = self.resolve(name)?;
+        {
+            let _op = entry.op.lock().await;
+            match self.stop_entry(&entry, timeout, None).await {
+                Ok(()) | Err(ContainerError::NotModified) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.start(&entry.id).await
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+        let entry = self.resolve(name)?;
+        let _op = entry.op.lock().await;
+        let rec = entry.record();
+        if rec.state.status == "removing" && !force {
+            return Err(ContainerError::Conflict(format!(
+                "removal of container {} is already in progress",
+                rec.id
+            )));
+        }
+        if rec.state.running {
+            if !force {
+                return Err(ContainerError::Conflict(format!(
+                    "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                    rec.name
+                )));
+            }
+            let mut rx = entry.life();
+            let _ = self.signal(&entry, 9).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|l| !l.running)).await;
+        }
+        let rec = entry.update(|r| r.state.status = "removing".into());
+        self.persist(&entry, &rec);
+        let paths = entry.paths.clone();
+        blocking(move || {
+            unmount(&paths.rootfs())?;
+            if is_mounted(&paths.rootfs()) {
+                return Err(ContainerError::Internal(format!(
+                    "{} is still mounted",
+                    paths.rootfs().display()
+                )));
+            }
+            std::fs::remove_dir_all(&paths.dir)?;
+            let _ = std::fs::remove_dir_all(&paths.shim);
+            Ok(())
+        })
+        .await?;
+        {
+            let mut t = self.table();
+            t.by_id.remove(&rec.id);
+            if t.names.get(&rec.name) == Some(&rec.id) {
+                t.names.remove(&rec.name);
+            }
+        }
+        entry.life.send_modify(|l| l.removed = true);
+        Ok(())
+    }
+
+    /// `GET /containers/json`.
+    pub fn list(&self, all: bool, limit: Option<i64>, filters: &Filters) -> Result<Vec<Value>> {
+        filters
+            .only(&[
+                "status", "name", "label", "id", "ancestor", "exited", "before", "since", "health",
+                "network", "volume", "is-task", "publish", "expose",
+            ])
+            .map_err(ContainerError::Invalid)?;
+        let mut recs: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
+        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        let created_of = |n: &str| self.resolve(n).map(|e| e.record().created);
+        let before = filters.get("before").first().map(|n| created_of(n)).transpose()?;
+        let since = filters.get("since").first().map(|n| created_of(n)).transpose()?;
+        let statuses = filters.get("status");
+        for s in statuses {
+            if !matches!(
+                s.as_str(),
+                "created" | "restarting" | "running" | "removing" | "paused" | "exited" | "dead"
+            ) {
+                return Err(ContainerError::Invalid(format!("invalid filter 'status={s}'")));
+            }
+        }
+        let show_all =
+            all || !statuses.is_empty() || filters.contains("exited") || limit.is_some_and(|l| l > 0);
+        let images = self.inner.images.clone();
+        let mut out = Vec::new();
+        for r in recs {
+            let status = if r.state.paused {
+                "paused"
+            } else {
+                r.state.status.as_str()
+            };
+            let keep = (show_all || r.state.running)
+                && (statuses.is_empty() || statuses.iter().any(|s| s == status))
+                && filters
+                    .get("name")
+                    .iter()
+                    .all(|n| r.name.contains(n.trim_start_matches('/')))
+                && filters.get("id").iter().all(|i| r.id.starts_with(i.as_str()))
+                && filters.match_labels("label", &r.config.labels.clone().unwrap_or_default())
+                && filters.get("exited").iter().all(|c| {
+                    !r.state.running
+                        && r.state.status == "exited"
+                        && c.parse::<i64>().ok() == Some(r.state.exit_code)
+                })
+                && before.as_ref().is_none_or(|b| r.created < *b)
+                && since.as_ref().is_none_or(|s| r.created > *s)
+                && filters.get("ancestor").iter().all(|a| {
+                    a == &r.image_name
+                        || images
+                            .resolve(a)
+                            .is_ok_and(|i| i.record.id.to_string() == r.image_id)
+                });
+            if keep {
+                out.push(r.summary());
+            }
+        }
+        if let Some(n) = limit.filter(|n| *n > 0) {
+            out.truncate(n as usize);
+        }
+        Ok(out)
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<Value> {
+        let e = self.resolve(name)?;
+        Ok(e.record().inspect(&e.paths))
+    }
+
+    /// `POST /containers/prune`: removes stopped containers; returns their IDs.
+    pub async fn prune(&self, filters: &Filters) -> Result<Vec<String>> {
+        filters
+            .only(&["label", "until"])
+            .map_err(ContainerError::Invalid)?;
+        let mut removed = Vec::new();
+        for e in self.all() {
+            let r = e.record();
+            if r.state.running || !filters.match_labels("label", &r.config.labels.clone().unwrap_or_default())
+            {
+                continue;
+            }
+            if self.remove(&r.id, false).await.is_ok() {
+                removed.push(r.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// `POST /containers/{id}/resize`.
+    pub async fn resize(&self, name: &str, rows: u16, cols: u16) -> Result<()> {
+        let entry = self.resolve(name)?;
+        if !entry.record().state.running {
+            return Err(ContainerError::Conflict(format!(
+                "Container {} is not running",
+                entry.id
+            )));
+        }
+        shim::command(&entry.paths.shim, &format!("RESIZE {rows} {cols}")).await?;
+        Ok(())
+    }
+
+    /// Names in use by the images of existing containers (so `rmi` can refuse).
+    pub fn image_users(&self, image_id: &str) -> Vec<ContainerRecord> {
+        self.all()
+            .iter()
+            .map(|e| e.record())
+            .filter(|r| r.image_id == image_id)
+            .collect()
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let recs: Vec<ContainerRecord> = self.all().iter().map(|e| e.record()).collect();
+        let running = recs.iter().filter(|r| r.state.running && !r.state.paused).count();
+        let paused = recs.iter().filter(|r| r.state.paused).count();
+        (recs.len(), running, paused, recs.len() - running - paused)
+    }
+
+    pub fn logs_path(&self, name: &str) -> Result<(Arc<Entry>, PathBuf)> {
+        let e = self.resolve(name)?;
+        let p = e.paths.log(&e.id);
+        Ok((e, p))
+    }
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 32];
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Makes the container's directory: overlay dirs, mount point, hostname, hosts, resolv.conf, and
+/// the record itself (last, so a directory without a record is an unfinished create).
+fn prepare_dir(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
+    for d in [paths.upper(), paths.work(), paths.rootfs()] {
+        std::fs::create_dir_all(d)?;
+    }
+    let hostname = if rec.config.hostname.is_empty() {
+        rec.short_id().to_string()
+    } else {
+        rec.config.hostname.clone()
+    };
+    std::fs::write(paths.hostname(), format!("{hostname}\n"))?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for h in rec.host_config.extra_hosts.iter().flatten() {
+        if let Some((name, ip)) = h.split_once(':') {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    std::fs::write(paths.hosts(), hosts)?;
+    std::fs::write(paths.resolv_conf(), resolv_conf(&rec.host_config))?;
+    let bytes = serde_json::to_vec(rec).expect("record serialises");
+    berth_image::content::write_atomic(&paths.record(), &bytes)?;
+    Ok(())
+}
+
+/// The host's resolv.conf without loopback nameservers (unreachable from a container), with
+/// `--dns`/`--dns-search`/`--dns-option` applied.
+fn resolv_conf(host: &berth_api::container::HostConfig) -> String {
+    let hostconf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut servers: Vec<String> = hostconf
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.starts_with("127.") && s != "::1")
+        .collect();
+    let mut search: Vec<String> = hostconf
+        .lines()
+        .filter_map(|l| l.strip_prefix("search"))
+        .flat_map(|s| s.split_whitespace().map(String::from))
+        .collect();
+    let mut options: Vec<String> = hostconf
+        .lines()
+        .filter_map(|l| l.strip_prefix("options"))
+        .flat_map(|s| s.split_whitespace().map(String::from))
+        .collect();
+    if let Some(d) = host.dns.as_ref().filter(|d| !d.is_empty()) {
+        servers = d.clone();
+    }
+    if servers.is_empty() {
+        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    if let Some(s) = host.dns_search.as_ref().filter(|d| !d.is_empty()) {
+        search = s.clone();
+    }
+    if let Some(o) = host.dns_options.as_ref().filter(|d| !d.is_empty()) {
+        options = o.clone();
+    }
+    let mut out = String::new();
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+/// Mounts the container's overlay root (image layers below, its own upper dir on top).
+fn mount_rootfs(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
+    let target = paths.rootfs();
+    if is_mounted(&target) {
+        return Ok(());
+    }
+    let mut lowers: Vec<String> = rec.lower_dirs.iter().map(|p| p.display().to_string()).collect();
+    if lowers.is_empty() {
+        let empty = paths.dir.join("empty");
+        std::fs::create_dir_all(&empty)?;
+        lowers.push(empty.display().to_string());
+    }
+    for l in &rec.lower_dirs {
+        if !l.is_dir() {
+            return Err(ContainerError::Internal(format!(
+                "image layer {} is missing",
+                l.display()
+            )));
+        }
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        paths.upper().display(),
+        paths.work().display()
+    );
+    let data =
+        std::ffi::CString::new(data).map_err(|_| ContainerError::Internal("NUL in a layer path".into()))?;
+    rustix::mount::mount(
+        "overlay",
+        &target,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| ContainerError::Internal(format!("mounting the container's root filesystem: {e}")))
+}
+
+fn unmount(path: &Path) -> Result<()> {
+    while is_mounted(path) {
+        rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH)
+            .map_err(|e| ContainerError::Internal(format!("unmounting {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let Some(p) = path.to_str() else { return false };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(p)))
+        .unwrap_or(false)
+}
+
+/// `SIGTERM`, `TERM`, `15` -> 15.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (n > 0 && n < 65).then_some(n);
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return None,
+    };
+    Some(n)
+}
+
+/// `10m`, `1g`, `512k`, `100` -> bytes (binary units, as Docker's log options).
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n > 0.0).then_some((n * mult as f64) as u64)
+}

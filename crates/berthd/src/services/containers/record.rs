@@ -1,0 +1,210 @@
+//! A container as berthd keeps it: created from a request, persisted as JSON in its directory
+//! (written atomically), and shown in Docker's shapes.
+
+use berth_api::container::{ContainerConfig, ContainerState, HostConfig, ZERO_TIME};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+pub const RECORD_FILE: &str = "config.v2.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    pub created: String,
+    pub image_id: String,
+    /// The image as the user named it (`busybox`).
+    pub image_name: String,
+    /// The container's config, merged with the image's defaults.
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub path: String,
+    pub args: Vec<String>,
+    pub state: ContainerState,
+    pub restart_count: i64,
+    /// Image layer directories, top first (overlay lowerdirs).
+    pub lower_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    pub has_been_started: bool,
+}
+
+/// Where a container's files live.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+    pub shim: PathBuf,
+}
+
+impl Paths {
+    pub fn new(containers_root: &Path, shims_root: &Path, id: &str) -> Paths {
+        Paths {
+            dir: containers_root.join(id),
+            shim: shims_root.join(id),
+        }
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}-json.log"))
+    }
+    pub fn hosts(&self) -> PathBuf {
+        self.dir.join("hosts")
+    }
+    pub fn hostname(&self) -> PathBuf {
+        self.dir.join("hostname")
+    }
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.dir.join("resolv.conf")
+    }
+    pub fn record(&self) -> PathBuf {
+        self.dir.join(RECORD_FILE)
+    }
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    /// The command line as `docker ps` shows it.
+    pub fn command(&self) -> String {
+        std::iter::once(self.path.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// `Up 2 minutes`, `Exited (0) 3 seconds ago`, `Created`, as `docker ps` shows.
+    pub fn status_text(&self) -> String {
+        let since = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()))
+                .unwrap_or_default()
+        };
+        match self.state.status.as_str() {
+            "running" if self.state.paused => format!("Up {} (Paused)", since(&self.state.started_at)),
+            "running" => format!("Up {}", since(&self.state.started_at)),
+            "paused" => format!("Up {} (Paused)", since(&self.state.started_at)),
+            "restarting" => format!(
+                "Restarting ({}) {} ago",
+                self.state.exit_code,
+                since(&self.state.finished_at)
+            ),
+            "exited" if self.state.finished_at != ZERO_TIME => {
+                format!(
+                    "Exited ({}) {} ago",
+                    self.state.exit_code,
+                    since(&self.state.finished_at)
+                )
+            }
+            "exited" => format!("Exited ({})", self.state.exit_code),
+            "dead" => "Dead".into(),
+            "removing" => "Removal In Progress".into(),
+            _ => "Created".into(),
+        }
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn inspect(&self, paths: &Paths) -> Value {
+        let mut host_config = serde_json::to_value(&self.host_config).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut host_config {
+            if m.get("NetworkMode")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
+                m.insert("NetworkMode".into(), json!("none"));
+            }
+        }
+        json!({
+            "Id": self.id,
+            "Created": self.created,
+            "Path": self.path,
+            "Args": self.args,
+            "State": self.state,
+            "Image": self.image_id,
+            "ResolvConfPath": paths.resolv_conf(),
+            "HostnamePath": paths.hostname(),
+            "HostsPath": paths.hosts(),
+            "LogPath": paths.log(&self.id),
+            "Name": format!("/{}", self.name),
+            "RestartCount": self.restart_count,
+            "Driver": "overlay",
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": null,
+            "HostConfig": host_config,
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {
+                    "LowerDir": self.lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":"),
+                    "UpperDir": paths.upper(),
+                    "WorkDir": paths.work(),
+                    "MergedDir": paths.rootfs(),
+                }
+            },
+            "Mounts": [],
+            "Config": self.config,
+            "NetworkSettings": {
+                "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": false,
+                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": null,
+                "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+                "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+                "Networks": {}
+            }
+        })
+    }
+
+    /// One entry of `GET /containers/json`.
+    pub fn summary(&self) -> Value {
+        let created = chrono::DateTime::parse_from_rfc3339(&self.created)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        json!({
+            "Id": self.id,
+            "Names": [format!("/{}", self.name)],
+            "Image": self.image_name,
+            "ImageID": self.image_id,
+            "Command": self.command(),
+            "Created": created,
+            "Ports": [],
+            "Labels": self.config.labels.clone().unwrap_or_default(),
+            "State": self.state.status,
+            "Status": self.status_text(),
+            "HostConfig": {"NetworkMode": if self.host_config.network_mode.is_empty() { "none" } else { &self.host_config.network_mode }},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": []
+        })
+    }
+}
+
+/// go-units HumanDuration, from seconds.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (m, h) = (s / 60, s / 3600);
+    match () {
+        _ if s < 1 => "Less than a second".into(),
+        _ if s == 1 => "1 second".into(),
+        _ if s < 60 => format!("{s} seconds"),
+        _ if m == 1 => "About a minute".into(),
+        _ if m < 60 => format!("{m} minutes"),
+        _ if h == 1 => "About an hour".into(),
+        _ if h < 48 => format!("{h} hours"),
+        _ if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        _ if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        _ if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", h / 24 / 365),
+    }
+}
