@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, on a fresh machine, as root: install what is needed, build Berth, start berthd on
 # its default socket (/run/berth/berth.sock), make a busybox image from Debian's busybox-static,
-# load it through berth's own import, and list it.
+# load it through berth's own import, list it, and run a container from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -21,6 +21,7 @@ trap 'rm -rf "$work"' EXIT
 scripts/make-busybox-rootfs.sh "$work/busybox.tar"
 "$bin/berth" import --change 'CMD ["sh"]' "$work/busybox.tar" busybox:latest
 "$bin/berth" images
+"$bin/berth" run --rm busybox echo hello
 echo
 echo "berthd is running. Try: DOCKER_HOST=$BERTH_HOST docker images"
 echo "Stop it with: kill \$(cat /run/berth/berthd.pid)"

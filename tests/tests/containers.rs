@@ -336,3 +336,188 @@ fn many_run_rm_leave_no_leaks() {
         .unwrap();
     assert_eq!(stdout(&shims).trim(), "", "shims left");
 }
+
+#[test]
+fn exec_logs_follow_and_interactive_ttys() {
+    let d = daemon_with_busybox();
+    let out = d.docker(&[
+        "run", "-d", "--name", "web", "busybox", "httpd", "-f", "-v", "-p", "8080",
+    ]);
+    assert_success(&out, "run -d httpd");
+    let out = d.docker(&["exec", "web", "ps"]);
+    assert_success(&out, "docker exec ps");
+    assert!(
+        stdout(&out).lines().any(|l| l.contains("httpd -f")),
+        "{}",
+        stdout(&out)
+    );
+    let out = d.docker(&["exec", "web", "sh", "-c", "exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "exec exit code");
+    let out = d.berth(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-e",
+        "X=y",
+        "-w",
+        "/tmp",
+        "web",
+        "sh",
+        "-c",
+        "echo $(id -u) $X $(pwd)",
+    ]);
+    assert_eq!(stdout(&out).trim(), "65534 y /tmp");
+    // Scripted interactive sessions under a real pty (script(1)), as a person would type.
+    let typed = |cmd: &str, input: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", cmd, "/dev/null"])
+            .env("DOCKER_HOST", d.host())
+            .env("BERTH_HOST", d.host())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(input.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("script");
+        String::from_utf8_lossy(&out.stdout).replace('\r', "")
+    };
+    let text = typed("docker exec -it web sh", "echo typed-$((40+2)); exit\n");
+    assert!(text.contains("typed-42"), "exec -it: {text}");
+    let text = typed("docker run -it --rm busybox sh", "echo hi-$((2+2)); exit\n");
+    assert!(text.contains("hi-4"), "run -it: {text}");
+    let text = typed(
+        &format!("{} run -it --rm busybox sh", berth_tests::bin("berth").display()),
+        "tty; exit\n",
+    );
+    // The container's terminal (Docker shows /dev/pts/0; Berth's pty appears as /dev/console).
+    assert!(
+        text.contains("/dev/pts/") || text.contains("/dev/console"),
+        "berth run -it has a tty: {text}"
+    );
+    // logs -f follows until the container stops.
+    let out = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.3; done",
+    ]);
+    assert_success(&out, "run ticker");
+    let out = d.docker(&["logs", "-f", "ticker"]);
+    assert_eq!(stdout(&out), "line1\nline2\nline3\n");
+    let out = d.berth(&["logs", "--tail", "1", "-t", "ticker"]);
+    let last = stdout(&out);
+    assert!(
+        last.ends_with(" line3\n") && last.starts_with("20"),
+        "tail with timestamps: {last}"
+    );
+    assert_success(&d.docker(&["rm", "-f", "web", "ticker"]), "rm");
+}
+
+#[test]
+fn restart_policies_and_events() {
+    let d = daemon_with_busybox();
+    let events = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+            "--filter",
+            "type=container",
+        ])
+        .env("DOCKER_HOST", d.host())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_success(
+        &d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "crashy",
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.2; exit 1",
+        ]),
+        "run always",
+    );
+    assert_success(
+        &d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            "twice",
+            "--restart",
+            "on-failure:2",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 2",
+        ]),
+        "run on-failure",
+    );
+    wait_until("restarts", || {
+        stdout(&d.docker(&["inspect", "-f", "{{.RestartCount}}", "crashy"]))
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 2
+    });
+    wait_until("on-failure gives up", || {
+        stdout(&d.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "twice"])).trim()
+            == "2 exited"
+    });
+    assert_success(&d.docker(&["stop", "crashy"]), "stop");
+    std::thread::sleep(Duration::from_millis(800));
+    let out = d.docker(&["inspect", "-f", "{{.State.Status}}", "crashy"]);
+    assert_eq!(stdout(&out).trim(), "exited", "a stopped container stays stopped");
+    assert_success(&d.docker(&["rm", "crashy", "twice"]), "rm");
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the docker events child we spawned.
+    unsafe { libc::kill(events.id() as i32, libc::SIGTERM) };
+    let out = events.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "container create crashy",
+        "container start crashy",
+        "container die crashy",
+        "container stop crashy",
+        "container destroy twice",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "event {line:?} missing from:\n{text}"
+        );
+    }
+    // Past events replay with --since, and filters apply.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let out = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "event=destroy",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    let mut names: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    names.sort();
+    assert_eq!(names, ["crashy", "twice"]);
+}

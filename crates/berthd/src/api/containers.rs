@@ -102,17 +102,11 @@ async fn wait(State(d): State<AppState>, Path(id): Path<String>, RawQuery(q): Ra
             "invalid condition: \"{condition}\""
         )));
     }
-    d.containers.resolve(&id)?;
+    let waiting = d.containers.wait_for(&id, &condition)?;
     // Headers go out at once (as Docker does), the status when the condition is met.
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<Bytes, std::io::Error>>();
     tokio::spawn(async move {
-        let r = d.containers.wait(&id, &condition).await;
-        let body = match r {
-            Ok(w) => serde_json::to_vec(&w).unwrap_or_default(),
-            Err(e) => serde_json::to_vec(&json!({"StatusCode": -1, "Error": {"Message": e.to_string()}}))
-                .unwrap_or_default(),
-        };
-        let mut body = body;
+        let mut body = serde_json::to_vec(&waiting.await).unwrap_or_default();
         body.push(b'\n');
         let _ = tx.send(Ok(Bytes::from(body)));
     });
@@ -157,7 +151,7 @@ async fn attach(
                 }
             }
         });
-        let body = Body::from_stream(tokio_stream_from(rx));
+        let body = Body::from_stream(super::receiver_stream(rx));
         return Ok(([(header::CONTENT_TYPE, content_type)], body).into_response());
     }
     let on_upgrade = hyper::upgrade::on(req);
@@ -176,12 +170,6 @@ async fn resolve_source(source: AttachSource) -> Option<tokio::net::UnixStream> 
         AttachSource::Now(s) => Some(s),
         AttachSource::AtStart(rx) => rx.await.ok()?.ok(),
     }
-}
-
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Copies between a hijacked client connection and the shim: output frames to the client (as
@@ -298,7 +286,7 @@ async fn exec_start(State(d): State<AppState>, Path(id): Path<String>, req: Requ
         });
         return Ok((
             [(header::CONTENT_TYPE, content_type)],
-            Body::from_stream(tokio_stream_from(rx)),
+            Body::from_stream(super::receiver_stream(rx)),
         )
             .into_response());
     }
@@ -363,7 +351,7 @@ async fn logs(State(d): State<AppState>, Path(id): Path<String>, RawQuery(q): Ra
     let (entry, path) = d.containers.logs_path(&id)?;
     let tty = entry.record().config.tty;
     let rx = crate::services::containers::stream_logs(entry, path, opts, tty);
-    let stream = futures::StreamExt::map(tokio_stream_from(rx), Ok::<_, std::io::Error>);
+    let stream = futures::StreamExt::map(super::receiver_stream(rx), Ok::<_, std::io::Error>);
     let content_type = if tty {
         "application/vnd.docker.raw-stream"
     } else {

@@ -1,7 +1,9 @@
 //! The Docker Engine API over HTTP: routing, version negotiation, errors in Docker's shape.
 //! Handlers translate between HTTP and the services; they hold no logic of their own.
 
+mod container_ops;
 mod containers;
+mod events;
 mod images;
 mod system;
 
@@ -38,6 +40,8 @@ fn router(daemon: AppState) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(container_ops::routes())
+        .merge(events::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -151,4 +155,11 @@ pub fn json_lines(messages: &[berth_api::types::JsonMessage]) -> Response {
 
 pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     (status, axum::Json(value)).into_response()
+}
+
+/// A channel's receiving end as a stream (for streamed response bodies).
+pub fn receiver_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -12,11 +12,17 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct ImageService {
     store: Arc<ImageStore>,
+    events: Arc<super::events::EventBus>,
 }
 
 impl ImageService {
-    pub fn new(store: Arc<ImageStore>) -> ImageService {
-        ImageService { store }
+    pub fn new(store: Arc<ImageStore>, events: Arc<super::events::EventBus>) -> ImageService {
+        ImageService { store, events }
+    }
+
+    fn emit(&self, action: &str, id: &str, name: &str) {
+        let attrs = std::collections::BTreeMap::from([("name".to_string(), name.to_string())]);
+        self.events.publish("image", action, id, attrs);
     }
 
     pub async fn list(&self, filters: Filters, version: ApiVersion) -> Result<Vec<ImageSummary>> {
@@ -117,21 +123,28 @@ impl ImageService {
         }
         let store = self.store.clone();
         let name = name.to_string();
-        blocking(move || {
+        let shown = reference.clone().with_default_tag().familiar_string();
+        let id = blocking(move || {
             let info = store.resolve(&name)?;
-            store.tag(&info.record.id, &reference)
+            store.tag(&info.record.id, &reference)?;
+            Ok(info.record.id)
         })
-        .await
+        .await?;
+        self.emit("tag", &id.to_string(), &shown);
+        Ok(())
     }
 
     pub async fn delete(&self, name: &str, force: bool) -> Result<Vec<DeleteResponseItem>> {
         let store = self.store.clone();
         let name = name.to_string();
-        Ok(blocking(move || store.delete(&name, force))
-            .await?
-            .into_iter()
-            .map(delete_item)
-            .collect())
+        let items = blocking(move || store.delete(&name, force)).await?;
+        for i in &items {
+            match i {
+                DeleteItem::Untagged(t) => self.emit("untag", t, t),
+                DeleteItem::Deleted(d) => self.emit("delete", &d.to_string(), &d.to_string()),
+            }
+        }
+        Ok(items.into_iter().map(delete_item).collect())
     }
 
     /// Removes dangling (or, with `dangling=false`, all) images except those in `in_use`.
@@ -172,7 +185,16 @@ impl ImageService {
 
     pub async fn load(&self, mut reader: impl Read + Send + 'static) -> Result<Vec<String>> {
         let store = self.store.clone();
-        blocking(move || drain_on_error(store.load(&mut reader), &mut reader)).await
+        let messages = blocking(move || drain_on_error(store.load(&mut reader), &mut reader)).await?;
+        for m in &messages {
+            if let Some(name) = m
+                .strip_prefix("Loaded image: ")
+                .or_else(|| m.strip_prefix("Loaded image ID: "))
+            {
+                self.emit("load", name, name);
+            }
+        }
+        Ok(messages)
     }
 
     /// Checks that every name resolves, so a bad name is an HTTP error before any byte is sent.
@@ -210,11 +232,11 @@ impl ImageService {
         opts: ImportOptions,
     ) -> Result<String> {
         let store = self.store.clone();
-        Ok(
-            blocking(move || drain_on_error(store.import(&mut reader, &opts), &mut reader))
-                .await?
-                .to_string(),
-        )
+        let id = blocking(move || drain_on_error(store.import(&mut reader, &opts), &mut reader))
+            .await?
+            .to_string();
+        self.emit("import", &id, &id);
+        Ok(id)
     }
 
     /// Image part of `system df`: summaries with shared sizes, and the total size of layers.

@@ -2,6 +2,7 @@
 //! one kind of object and speaks in API types, never in HTTP.
 
 pub mod containers;
+pub mod events;
 pub mod images;
 pub mod system;
 
@@ -13,6 +14,7 @@ pub struct Daemon {
     pub config: Config,
     pub images: images::ImageService,
     pub containers: containers::ContainerService,
+    pub events: Arc<events::EventBus>,
     /// A stable identity for this daemon's root, as Docker's `ID` in /info.
     pub id: String,
 }
@@ -25,17 +27,20 @@ impl Daemon {
             .context("opening the image store")?;
         let id = engine_id(&config.root)?;
         let store = Arc::new(store);
+        let events = Arc::new(events::EventBus::default());
         let containers = containers::ContainerService::open(
             &config.root,
             &config.exec_root,
             &config.cgroup_parent,
             store.clone(),
+            events.clone(),
         )
         .await
         .context("loading containers")?;
         Ok(Daemon {
-            images: images::ImageService::new(store),
+            images: images::ImageService::new(store, events.clone()),
             containers,
+            events,
             config,
             id,
         })

@@ -9,6 +9,7 @@ mod error;
 mod exec;
 mod logs;
 mod names;
+mod ops;
 mod record;
 mod shim;
 pub mod spec;
@@ -18,10 +19,12 @@ pub use exec::{ExecConfig, ExecEntry};
 pub use logs::{parse_time as logs_time, stream as stream_logs, LogOptions};
 pub use record::{ContainerRecord, Paths};
 
+use super::events::EventBus;
 use berth_api::container::{ContainerState, CreateRequest, CreateResponse, WaitResponse, ZERO_TIME};
 use berth_api::Filters;
 use berth_image::ImageStore;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -93,6 +96,7 @@ struct Inner {
     /// Containers' cgroups are `<cgroup_parent>/<id>` in every hierarchy.
     cgroup_parent: String,
     images: Arc<ImageStore>,
+    events: Arc<EventBus>,
     table: Mutex<Table>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
 }
@@ -114,6 +118,7 @@ impl ContainerService {
         exec_root: &Path,
         cgroup_parent: &str,
         images: Arc<ImageStore>,
+        events: Arc<EventBus>,
     ) -> Result<ContainerService> {
         let root = root.join("containers");
         let shims = exec_root.join("shims");
@@ -125,6 +130,7 @@ impl ContainerService {
                 shims,
                 cgroup_parent: cgroup_parent.trim_matches('/').to_string(),
                 images,
+                events,
                 table: Mutex::new(Table::default()),
                 execs: Mutex::new(HashMap::new()),
             }),
@@ -147,6 +153,18 @@ impl ContainerService {
             let entry = svc.insert(rec);
             svc.recover(entry).await;
         }
+        // Docker's rule at daemon start: `always` containers run again, and `unless-stopped` ones
+        // unless someone stopped them.
+        for entry in svc.all() {
+            let rec = entry.record();
+            let policy = rec.host_config.restart_policy.name.as_str();
+            let wanted = policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped);
+            if wanted && !rec.state.running && rec.has_been_started {
+                if let Err(e) = svc.start(&rec.id).await {
+                    tracing::warn!(id = %rec.short_id(), error = %e, "restart at daemon start failed");
+                }
+            }
+        }
         Ok(svc)
     }
 
@@ -168,6 +186,17 @@ impl ContainerService {
         t.names.insert(rec.name.clone(), rec.id.clone());
         t.by_id.insert(rec.id.clone(), entry.clone());
         entry
+    }
+
+    /// Publishes a container event with Docker's attributes (image, name, labels).
+    fn emit(&self, rec: &ContainerRecord, action: &str, extra: &[(&str, String)]) {
+        let mut attrs: BTreeMap<String, String> = rec.config.labels.clone().unwrap_or_default();
+        attrs.insert("image".into(), rec.image_name.clone());
+        attrs.insert("name".into(), rec.name.clone());
+        for (k, v) in extra {
+            attrs.insert((*k).into(), v.clone());
+        }
+        self.inner.events.publish("container", action, &rec.id, attrs);
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -289,6 +318,7 @@ impl ContainerService {
             restart_count: 0,
             lower_dirs,
             has_been_started: false,
+            manually_stopped: false,
         };
         let paths = Paths::new(&self.inner.root, &self.inner.shims, &id);
         let made = {
@@ -300,6 +330,7 @@ impl ContainerService {
             let _ = std::fs::remove_dir_all(&paths.dir);
             return Err(e);
         }
+        self.emit(&rec, "create", &[]);
         self.insert(rec);
         Ok(CreateResponse { id, warnings: vec![] })
     }
@@ -374,9 +405,11 @@ impl ContainerService {
                     ..Default::default()
                 };
                 r.has_been_started = true;
+                r.manually_stopped = false;
             });
             self.persist(&entry, &rec);
             entry.life.send_modify(|l| l.running = true);
+            self.emit(&rec, "start", &[]);
             self.monitor(entry.clone());
             Ok(())
         } else {
@@ -516,35 +549,67 @@ impl ContainerService {
             l.exits += 1;
             l.exit_code = status.code as i64;
         });
+        if status.oom_killed {
+            self.emit(&rec, "oom", &[]);
+        }
+        self.emit(&rec, "die", &[("exitCode", status.code.to_string())]);
         if rec.host_config.auto_remove {
             if let Err(e) = self.remove(&rec.id, true).await {
                 tracing::warn!(id = %rec.short_id(), error = %e, "auto-remove failed");
             }
+        } else if let Some(delay) = restart_delay(&rec) {
+            let rec = entry.update(|r| {
+                r.state.status = "restarting".into();
+                r.state.restarting = true;
+            });
+            self.persist(entry, &rec);
+            let svc = self.clone();
+            let entry = entry.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // A stop or remove in the meantime cancels the restart.
+                let rec = entry.record();
+                if !rec.state.restarting || rec.manually_stopped || entry.life.borrow().removed {
+                    return;
+                }
+                entry.update(|r| r.restart_count += 1);
+                if let Err(e) = svc.start(&rec.id).await {
+                    tracing::warn!(id = %rec.short_id(), error = %e, "restart failed");
+                    let rec = entry.update(|r| {
+                        r.state.restarting = false;
+                        r.state.status = "exited".into();
+                    });
+                    svc.persist(&entry, &rec);
+                }
+            });
         }
     }
 
-    /// `POST /containers/{id}/wait`.
-    pub async fn wait(&self, name: &str, condition: &str) -> Result<WaitResponse> {
+    /// Resolves the container and fixes what "next exit" means now, before the caller answers;
+    /// the returned future resolves when the condition is met.
+    pub fn wait_for(
+        &self,
+        name: &str,
+        condition: &str,
+    ) -> Result<impl std::future::Future<Output = WaitResponse> + Send + 'static> {
         let entry = self.resolve(name)?;
         let mut rx = entry.life();
         let start = rx.borrow().clone();
-        let done = |l: &Life| match condition {
-            "next-exit" => l.exits > start.exits || l.removed,
-            "removed" => l.removed,
-            _ => !l.running || l.removed,
-        };
-        let life = match rx.wait_for(|l| done(l)).await {
-            Ok(l) => l.clone(),
-            // The entry is gone: it was removed.
-            Err(_) => Life {
-                removed: true,
-                exit_code: entry.record().state.exit_code,
-                ..start
-            },
-        };
-        Ok(WaitResponse {
-            status_code: life.exit_code,
-            error: None,
+        let condition = condition.to_string();
+        Ok(async move {
+            let done = |l: &Life| match condition.as_str() {
+                "next-exit" => l.exits > start.exits || l.removed,
+                "removed" => l.removed,
+                _ => !l.running || l.removed,
+            };
+            let code = match rx.wait_for(|l| done(l)).await {
+                Ok(l) => l.exit_code,
+                Err(_) => entry.record().state.exit_code,
+            };
+            WaitResponse {
+                status_code: code,
+                error: None,
+            }
         })
     }
 
@@ -599,10 +664,13 @@ impl ContainerService {
         }
         let sig = parse_signal(signal.unwrap_or("SIGKILL"))
             .ok_or_else(|| ContainerError::Invalid(format!("Invalid signal: {}", signal.unwrap_or(""))))?;
-        self.signal(&entry, sig).await
+        self.signal(&entry, sig).await?;
+        self.emit(&rec, "kill", &[("signal", sig.to_string())]);
+        Ok(())
     }
 
     async fn signal(&self, entry: &Entry, sig: i32) -> Result<()> {
+        self.thaw_for_signal(entry).await; // a paused container gets its signal (ops.rs)
         let answer = shim::command(&entry.paths.shim, &format!("KILL {sig}")).await?;
         if answer == "OK" {
             Ok(())
@@ -621,7 +689,15 @@ impl ContainerService {
     }
 
     async fn stop_entry(&self, entry: &Arc<Entry>, timeout: Option<i64>, signal: Option<&str>) -> Result<()> {
-        let rec = entry.record();
+        // A stopped container's restart policy rests until it is started again (Docker's rule).
+        let rec = entry.update(|r| {
+            r.manually_stopped = true;
+            if r.state.restarting {
+                r.state.restarting = false;
+                r.state.status = "exited".into();
+            }
+        });
+        self.persist(entry, &rec);
         if !rec.state.running {
             return Err(ContainerError::NotModified);
         }
@@ -648,6 +724,7 @@ impl ContainerService {
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|l| !l.running)).await;
         }
+        self.emit(&entry.record(), "stop", &[]);
         Ok(())
     }
 
@@ -687,7 +764,11 @@ impl ContainerService {
             let _ =
                 tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|l| !l.running)).await;
         }
-        let rec = entry.update(|r| r.state.status = "removing".into());
+        let rec = entry.update(|r| {
+            r.state.status = "removing".into();
+            r.state.restarting = false;
+            r.manually_stopped = true;
+        });
         self.persist(&entry, &rec);
         let paths = entry.paths.clone();
         blocking(move || {
@@ -711,6 +792,7 @@ impl ContainerService {
             }
         }
         entry.life.send_modify(|l| l.removed = true);
+        self.emit(&rec, "destroy", &[]);
         Ok(())
     }
 
@@ -1023,4 +1105,34 @@ fn parse_size(s: &str) -> Option<u64> {
     };
     let n: f64 = num.trim().parse().ok()?;
     (n > 0.0).then_some((n * mult as f64) as u64)
+}
+
+/// When a container that just exited should start again under its restart policy, after how
+/// long: Docker's backoff doubles from 100 ms up to a minute, and resets after 10 s of running.
+fn restart_delay(rec: &ContainerRecord) -> Option<std::time::Duration> {
+    let policy = &rec.host_config.restart_policy;
+    let again = match policy.name.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => {
+            rec.state.exit_code != 0
+                && (policy.maximum_retry_count <= 0 || rec.restart_count < policy.maximum_retry_count)
+        }
+        _ => false,
+    };
+    if !again || rec.manually_stopped {
+        return None;
+    }
+    let ran = match (
+        chrono::DateTime::parse_from_rfc3339(&rec.state.started_at),
+        chrono::DateTime::parse_from_rfc3339(&rec.state.finished_at),
+    ) {
+        (Ok(a), Ok(b)) => (b - a).num_seconds(),
+        _ => 0,
+    };
+    let steps = if ran >= 10 {
+        0
+    } else {
+        rec.restart_count.clamp(0, 10) as u32
+    };
+    Some(std::time::Duration::from_millis(100u64 << steps).min(std::time::Duration::from_secs(60)))
 }

@@ -28,6 +28,9 @@ pub struct ContainerRecord {
     pub lower_dirs: Vec<PathBuf>,
     #[serde(default)]
     pub has_been_started: bool,
+    /// Stopped by `docker stop` (the restart policy waits for the next start).
+    #[serde(default)]
+    pub manually_stopped: bool,
 }
 
 /// Where a container's files live.

@@ -331,7 +331,7 @@ fn docker_profile_to_oci(mut profile: Value) -> Value {
     profile
 }
 
-fn resources(host: &HostConfig) -> Value {
+pub(super) fn resources(host: &HostConfig) -> Value {
     let devices = if host.privileged {
         json!([{ "allow": true, "access": "rwm" }])
     } else {
