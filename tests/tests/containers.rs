@@ -521,3 +521,63 @@ fn restart_policies_and_events() {
     names.sort();
     assert_eq!(names, ["crashy", "twice"]);
 }
+
+#[test]
+fn healthchecks_report_status_and_events() {
+    let d = daemon_with_busybox();
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "h1",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_success(&out, "run with a healthcheck");
+    let health = |d: &Daemon| {
+        stdout(&d.docker(&["inspect", "-f", "{{.State.Health.Status}}", "h1"]))
+            .trim()
+            .to_string()
+    };
+    wait_until("unhealthy", || health(&d) == "unhealthy");
+    assert!(stdout(&d.docker(&["ps", "--format", "{{.Status}}"])).contains("(unhealthy)"));
+    assert_success(&d.docker(&["exec", "h1", "touch", "/tmp/ok"]), "make it healthy");
+    wait_until("healthy", || health(&d) == "healthy");
+    let out = d.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Health.FailingStreak}} {{(index .State.Health.Log 0).ExitCode}}",
+        "h1",
+    ]);
+    assert!(stdout(&out).starts_with("0 "), "{}", stdout(&out));
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let out = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--format",
+        "{{.Action}}",
+        "--filter",
+        "container=h1",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("health_status: unhealthy") && text.contains("health_status: healthy"),
+        "{text}"
+    );
+    assert_success(&d.docker(&["rm", "-f", "h1"]), "rm");
+}

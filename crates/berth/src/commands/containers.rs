@@ -44,6 +44,8 @@ pub enum ContainerCommand {
     Inspect(super::images::InspectArgs),
     /// Remove all stopped containers
     Prune(PruneArgs),
+    #[command(flatten)]
+    Ops(super::container_ops::OpsCommand),
 }
 
 pub async fn run_container_command(client: &Client, cmd: ContainerCommand) -> Result<()> {
@@ -65,6 +67,7 @@ pub async fn run_container_command(client: &Client, cmd: ContainerCommand) -> Re
             super::images::inspect(client, &a, true).await
         }
         ContainerCommand::Prune(a) => prune(client, a).await,
+        ContainerCommand::Ops(c) => super::container_ops::run(client, c).await,
     }
 }
 
@@ -203,6 +206,24 @@ pub struct CreateFlags {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     network: Option<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd")]
+    health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h)
+    #[arg(long = "health-interval")]
+    health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h)
+    #[arg(long = "health-timeout")]
+    health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries")]
+    health_retries: Option<i64>,
+    /// Start period for the container to initialize before counting retries (ms|s|m|h)
+    #[arg(long = "health-start-period")]
+    health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    no_healthcheck: bool,
     /// Image
     #[arg(value_name = "IMAGE")]
     image: String,
@@ -351,6 +372,7 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
         "WorkingDir": f.workdir.clone().unwrap_or_default(),
         "Entrypoint": f.entrypoint.as_ref().map(|e| json!([e])).unwrap_or(Value::Null),
         "Labels": key_values(&f.label),
+        "Healthcheck": healthcheck(f)?,
         "StopSignal": f.stop_signal,
         "StopTimeout": f.stop_timeout,
         "HostConfig": {
@@ -384,6 +406,64 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "Ulimits": ulimits,
         },
         "NetworkingConfig": {"EndpointsConfig": {}},
+    }))
+}
+
+/// Go's duration syntax (`1s`, `500ms`, `1m30s`) in nanoseconds.
+fn go_duration(s: &str) -> Result<i64> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek().filter(|n| n.is_ascii_alphabetic() || **n == 'µ') {
+            unit.push(n);
+            chars.next();
+        }
+        let n: f64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+        num.clear();
+        total += n * match unit.as_str() {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => bail!("invalid duration {s:?}: unknown unit {unit:?}"),
+        };
+    }
+    if !num.is_empty() {
+        bail!("invalid duration {s:?}: missing unit");
+    }
+    Ok(total as i64)
+}
+
+fn healthcheck(f: &CreateFlags) -> Result<Value> {
+    if f.no_healthcheck {
+        if f.health_cmd.is_some() {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(json!({"Test": ["NONE"]}));
+    }
+    let any = f.health_cmd.is_some()
+        || f.health_interval.is_some()
+        || f.health_timeout.is_some()
+        || f.health_retries.is_some()
+        || f.health_start_period.is_some();
+    if !any {
+        return Ok(Value::Null);
+    }
+    let dur = |d: &Option<String>| d.as_deref().map(go_duration).transpose().map(|v| v.unwrap_or(0));
+    Ok(json!({
+        "Test": f.health_cmd.as_ref().map(|c| json!(["CMD-SHELL", c])).unwrap_or(Value::Null),
+        "Interval": dur(&f.health_interval)?,
+        "Timeout": dur(&f.health_timeout)?,
+        "StartPeriod": dur(&f.health_start_period)?,
+        "Retries": f.health_retries.unwrap_or(0),
     }))
 }
 

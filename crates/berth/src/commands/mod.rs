@@ -1,5 +1,6 @@
 //! Command definitions (clap) and dispatch. Names and flags follow the docker CLI.
 
+mod container_ops;
 mod containers;
 mod images;
 mod system;
@@ -80,6 +81,8 @@ enum Command {
     /// Manage Berth
     #[command(subcommand)]
     System(system::SystemCommand),
+    #[command(flatten)]
+    Ops(container_ops::OpsCommand),
 }
 
 /// Where the daemon is: `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the default socket.
@@ -149,6 +152,7 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Load(a) => images::load(&client, &a).await,
             Command::Import(a) => images::import(&client, &a).await,
             Command::System(c) => system::run(&client, c).await,
+            Command::Ops(c) => container_ops::run(&client, c).await,
         }
     }
     .await;

@@ -131,6 +131,13 @@ async fn attach(
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let (rec, source) = d.containers.attach(&id, stdin, stdout, stderr).await?;
     let tty = rec.config.tty;
+    let detach = if tty {
+        Some(parse_detach_keys(
+            q.non_empty("detachKeys").unwrap_or("ctrl-p,ctrl-q"),
+        )?)
+    } else {
+        None
+    };
     let content_type = if tty {
         "application/vnd.docker.raw-stream"
     } else {
@@ -160,7 +167,7 @@ async fn attach(
         let Some(shim) = resolve_source(source).await else {
             return;
         };
-        proxy(TokioIo::new(upgraded), shim, tty, stdin, |_| {}).await;
+        proxy(TokioIo::new(upgraded), shim, tty, stdin, detach, |_| {}).await;
     });
     Ok(switching_protocols(content_type))
 }
@@ -181,6 +188,7 @@ pub async fn proxy<C>(
     shim: tokio::net::UnixStream,
     tty: bool,
     stdin: bool,
+    detach_keys: Option<Vec<u8>>,
     on_system: impl FnMut(&[u8]) + Send + 'static,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -188,8 +196,39 @@ pub async fn proxy<C>(
     let mut on_system = on_system;
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut shim_r, mut shim_w) = shim.into_split();
+    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
-        if stdin {
+        if let (true, Some(keys)) = (stdin, detach_keys.filter(|k| !k.is_empty())) {
+            // Watch the typed bytes for the detach sequence; on it, leave the container running
+            // and end this client's session.
+            let mut buf = vec![0u8; 8192];
+            let mut matched = 0;
+            loop {
+                let n = match client_r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut out = Vec::with_capacity(n);
+                for &b in &buf[..n] {
+                    if b == keys[matched] {
+                        matched += 1;
+                        if matched == keys.len() {
+                            let _ = detached_tx.send(());
+                            return;
+                        }
+                    } else {
+                        out.extend_from_slice(&keys[..matched]);
+                        matched = usize::from(b == keys[0]);
+                        if matched == 0 {
+                            out.push(b);
+                        }
+                    }
+                }
+                if shim_w.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+        } else if stdin {
             let _ = tokio::io::copy(&mut client_r, &mut shim_w).await;
         } else {
             // Read (and ignore) what the client sends, so its half-close is seen.
@@ -199,7 +238,11 @@ pub async fn proxy<C>(
     });
     let mut header = [0u8; 8];
     let mut payload = Vec::new();
-    while shim_r.read_exact(&mut header).await.is_ok() {
+    loop {
+        tokio::select! {
+            r = shim_r.read_exact(&mut header) => if r.is_err() { break },
+            _ = &mut detached_rx => break,
+        }
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
         payload.resize(len, 0);
         if shim_r.read_exact(&mut payload).await.is_err() {
@@ -252,6 +295,16 @@ async fn exec_start(State(d): State<AppState>, Path(id): Path<String>, req: Requ
     let (exec, shim) = d.containers.exec_start(&id).await?;
     let tty = exec.config.tty || start.tty;
     let stdin = exec.config.attach_stdin;
+    let detach = if tty {
+        let keys = if exec.config.detach_keys.is_empty() {
+            "ctrl-p,ctrl-q"
+        } else {
+            exec.config.detach_keys.as_str()
+        };
+        Some(parse_detach_keys(keys)?)
+    } else {
+        None
+    };
     if start.detach {
         // Nobody listens: read the output away and keep the exit code.
         tokio::spawn(async move {
@@ -261,7 +314,10 @@ async fn exec_start(State(d): State<AppState>, Path(id): Path<String>, req: Requ
                 let mut peer = _peer;
                 let _ = tokio::io::copy(&mut peer, &mut tokio::io::sink()).await;
             };
-            tokio::join!(proxy(client, shim, tty, false, move |m| sink.finished(m)), drain);
+            tokio::join!(
+                proxy(client, shim, tty, false, None, move |m| sink.finished(m)),
+                drain
+            );
         });
         return Ok(StatusCode::OK.into_response());
     }
@@ -274,7 +330,7 @@ async fn exec_start(State(d): State<AppState>, Path(id): Path<String>, req: Requ
     if !wants_upgrade {
         let (client, mut peer) = tokio::io::duplex(64 * 1024);
         let sink = exec.clone();
-        tokio::spawn(proxy(client, shim, tty, false, move |m| sink.finished(m)));
+        tokio::spawn(proxy(client, shim, tty, false, None, move |m| sink.finished(m)));
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
@@ -294,7 +350,7 @@ async fn exec_start(State(d): State<AppState>, Path(id): Path<String>, req: Requ
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
         let sink = exec.clone();
-        proxy(TokioIo::new(upgraded), shim, tty, stdin, move |m| {
+        proxy(TokioIo::new(upgraded), shim, tty, stdin, detach, move |m| {
             sink.finished(m)
         })
         .await;
@@ -409,4 +465,27 @@ async fn prune(State(d): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
         StatusCode::OK,
         &json!({"ContainersDeleted": if removed.is_empty() { None } else { Some(removed) }, "SpaceReclaimed": 0}),
     ))
+}
+
+/// Docker's detach key syntax: `ctrl-p,ctrl-q`, `ctrl-@`, `ctrl-[`, or single characters.
+fn parse_detach_keys(spec: &str) -> Result<Vec<u8>, ApiError> {
+    spec.split(',')
+        .map(|k| {
+            let k = k.trim();
+            match k.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                    b @ b'a'..=b'z' => Ok(b - b'a' + 1),
+                    b'@' => Ok(0),
+                    b @ b'['..=b'_' => Ok(b - b'[' + 27),
+                    _ => Err(ApiError::bad_request(format!(
+                        "Invalid detach keys ({spec}) provided"
+                    ))),
+                },
+                None if k.len() == 1 => Ok(k.as_bytes()[0]),
+                _ => Err(ApiError::bad_request(format!(
+                    "Invalid detach keys ({spec}) provided"
+                ))),
+            }
+        })
+        .collect()
 }

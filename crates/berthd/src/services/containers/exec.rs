@@ -203,6 +203,15 @@ impl ContainerService {
         }
     }
 
+    /// Drops an exec record nobody will ask about again (the healthcheck's probes).
+    pub(super) fn forget_exec(&self, id: &str) {
+        self.inner
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     /// `POST /exec/{id}/resize`.
     pub async fn exec_resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
         let exec = self.exec(id)?;

@@ -7,6 +7,7 @@
 
 mod error;
 mod exec;
+mod health;
 mod logs;
 mod names;
 mod ops;
@@ -410,6 +411,7 @@ impl ContainerService {
             self.persist(&entry, &rec);
             entry.life.send_modify(|l| l.running = true);
             self.emit(&rec, "start", &[]);
+            self.watch_health(entry.clone());
             self.monitor(entry.clone());
             Ok(())
         } else {
@@ -792,6 +794,11 @@ impl ContainerService {
             }
         }
         entry.life.send_modify(|l| l.removed = true);
+        self.inner
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| e.container_id != rec.id);
         self.emit(&rec, "destroy", &[]);
         Ok(())
     }

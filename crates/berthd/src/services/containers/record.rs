@@ -96,7 +96,11 @@ impl ContainerRecord {
         };
         match self.state.status.as_str() {
             "running" if self.state.paused => format!("Up {} (Paused)", since(&self.state.started_at)),
-            "running" => format!("Up {}", since(&self.state.started_at)),
+            "running" => match self.state.health.as_ref().and_then(|h| h["Status"].as_str()) {
+                Some("starting") => format!("Up {} (health: starting)", since(&self.state.started_at)),
+                Some(h) => format!("Up {} ({h})", since(&self.state.started_at)),
+                None => format!("Up {}", since(&self.state.started_at)),
+            },
             "paused" => format!("Up {} (Paused)", since(&self.state.started_at)),
             "restarting" => format!(
                 "Restarting ({}) {} ago",
