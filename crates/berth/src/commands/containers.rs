@@ -46,6 +46,8 @@ pub enum ContainerCommand {
     Prune(PruneArgs),
     #[command(flatten)]
     Ops(super::container_ops::OpsCommand),
+    #[command(flatten)]
+    Files(super::container_files::FilesCommand),
 }
 
 pub async fn run_container_command(client: &Client, cmd: ContainerCommand) -> Result<()> {
@@ -68,6 +70,7 @@ pub async fn run_container_command(client: &Client, cmd: ContainerCommand) -> Re
         }
         ContainerCommand::Prune(a) => prune(client, a).await,
         ContainerCommand::Ops(c) => super::container_ops::run(client, c).await,
+        ContainerCommand::Files(c) => super::container_files::run(client, c).await,
     }
 }
 
@@ -113,6 +116,9 @@ pub struct CreateFlags {
     /// Give extended privileges to this container
     #[arg(long)]
     privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    init: bool,
     /// Add Linux capabilities
     #[arg(long = "cap-add")]
     cap_add: Vec<String>,
@@ -390,6 +396,7 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "GroupAdd": f.group_add,
             "OomScoreAdj": f.oom_score_adj.unwrap_or(0),
             "Privileged": f.privileged,
+            "Init": if f.init { json!(true) } else { Value::Null },
             "ReadonlyRootfs": f.read_only,
             "SecurityOpt": f.security_opt,
             "Tmpfs": tmpfs,

@@ -1,5 +1,6 @@
 //! Command definitions (clap) and dispatch. Names and flags follow the docker CLI.
 
+mod container_files;
 mod container_ops;
 mod containers;
 mod images;
@@ -83,6 +84,8 @@ enum Command {
     System(system::SystemCommand),
     #[command(flatten)]
     Ops(container_ops::OpsCommand),
+    #[command(flatten)]
+    Files(container_files::FilesCommand),
 }
 
 /// Where the daemon is: `-H`, then `BERTH_HOST`, then `DOCKER_HOST`, then the default socket.
@@ -153,6 +156,7 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Import(a) => images::import(&client, &a).await,
             Command::System(c) => system::run(&client, c).await,
             Command::Ops(c) => container_ops::run(&client, c).await,
+            Command::Files(c) => container_files::run(&client, c).await,
         }
     }
     .await;

@@ -46,7 +46,7 @@ async fn update(State(d): State<AppState>, Path(id): Path<String>, body: Bytes) 
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?
     };
-    let answer = d.containers.update_resources(&id, &body).await?;
+    let answer = d.containers.update(&id, &body).await?;
     Ok(json(StatusCode::OK, &answer))
 }
 

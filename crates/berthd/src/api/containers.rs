@@ -196,7 +196,7 @@ pub async fn proxy<C>(
     let mut on_system = on_system;
     let (mut client_r, mut client_w) = tokio::io::split(client);
     let (mut shim_r, mut shim_w) = shim.into_split();
-    let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
+    let (detached_tx, detached_rx) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
         if let (true, Some(keys)) = (stdin, detach_keys.filter(|k| !k.is_empty())) {
             // Watch the typed bytes for the detach sequence; on it, leave the container running
@@ -238,10 +238,24 @@ pub async fn proxy<C>(
     });
     let mut header = [0u8; 8];
     let mut payload = Vec::new();
+    // The input side ends without a detach (EOF) as well as with one; only a detach ends output.
+    let mut detached_rx = Some(detached_rx);
     loop {
+        let detach = async {
+            match detached_rx.as_mut() {
+                Some(rx) => rx.await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = shim_r.read_exact(&mut header) => if r.is_err() { break },
-            _ = &mut detached_rx => break,
+            detached = detach => {
+                if detached {
+                    break;
+                }
+                detached_rx = None;
+                continue;
+            }
         }
         let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
         payload.resize(len, 0);

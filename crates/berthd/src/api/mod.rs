@@ -1,6 +1,7 @@
 //! The Docker Engine API over HTTP: routing, version negotiation, errors in Docker's shape.
 //! Handlers translate between HTTP and the services; they hold no logic of their own.
 
+mod container_files;
 mod container_ops;
 mod containers;
 mod events;
@@ -40,6 +41,7 @@ fn router(daemon: AppState) -> Router {
         .merge(system::routes())
         .merge(images::routes())
         .merge(containers::routes())
+        .merge(container_files::routes())
         .merge(container_ops::routes())
         .merge(events::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })

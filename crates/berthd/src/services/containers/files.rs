@@ -20,7 +20,6 @@ use super::{ContainerError, ContainerRecord, ContainerService, Entry, Paths};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
-use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -109,13 +108,10 @@ impl ExportSource {
     }
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> FileResult<T> + Send + 'static) -> FileResult<T> {
-    // Used from async code through `run_blocking`.
-    f()
-}
-
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> FileResult<T> + Send + 'static) -> FileResult<T> {
-    tokio::task::spawn_blocking(move || blocking(f))
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> FileResult<T> + Send + 'static,
+) -> FileResult<T> {
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| FileError::Container(ContainerError::Internal(e.to_string())))?
 }
@@ -154,12 +150,6 @@ impl ContainerService {
             self.open_rootfs(&entry, false).await?
         };
         Ok(ExportSource { root })
-    }
-
-    /// `GET /containers/{id}/export`: a tar of the container's whole filesystem into `writer`.
-    pub async fn export<W: Write + Send + 'static>(&self, name: &str, writer: W) -> FileResult<W> {
-        let source = self.export_source(name).await?;
-        run_blocking(move || Ok(source.write_to(writer)?)).await
     }
 
     /// What is at `path` in the container (`HEAD /containers/{id}/archive`).
@@ -317,7 +307,10 @@ fn private_mount(rec: &ContainerRecord, paths: &Paths, writable: bool) -> std::i
     }
     for l in &rec.lower_dirs {
         if !l.is_dir() {
-            return Err(std::io::Error::other(format!("image layer {} is missing", l.display())));
+            return Err(std::io::Error::other(format!(
+                "image layer {} is missing",
+                l.display()
+            )));
         }
     }
     let mut flags = rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV;
@@ -354,48 +347,40 @@ fn private_mount(rec: &ContainerRecord, paths: &Paths, writable: bool) -> std::i
 /// The owner `docker cp -a` gives copied files: the container's user (numeric, or looked up in
 /// the container's own `/etc/passwd` and `/etc/group`), root by default.
 fn container_user(root: BorrowedFd<'_>, user: &str) -> (u32, u32) {
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
     let read = |p: &str| -> String {
-        resolve::open_in_root(root, std::path::Path::new(p), OFlags::RDONLY, true)
-            .ok()
-            .map(std::fs::File::from)
-            .and_then(|mut f| {
-                let mut s = String::new();
-                f.by_ref().take(1 << 20).read_to_string(&mut s).ok().map(|_| s)
-            })
-            .unwrap_or_default()
+        let Ok(fd) = resolve::open_in_root(root, std::path::Path::new(p), OFlags::RDONLY, true) else {
+            return String::new();
+        };
+        let mut s = String::new();
+        let _ = std::fs::File::from(fd).take(1 << 20).read_to_string(&mut s);
+        s
     };
-    let lookup = |file: &str, name: &str| -> Option<(u32, Option<u32>)> {
-        read(file).lines().find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == name).then(|| (f[2].parse().ok(), f[3].parse().ok()))?
-                .0
-                .map(|id| (id, f.get(3).and_then(|g| g.parse().ok())))
-        })
+    // (id, primary group) of the line whose name (or id) is `key`.
+    let find = |text: &str, key: &str| -> Option<(u32, Option<u32>)> {
+        let numeric = key.parse::<u32>().is_ok();
+        text.lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .filter(|f| f.len() > 2)
+            .find(|f| if numeric { f[2] == key } else { f[0] == key })
+            .and_then(|f| Some((f[2].parse().ok()?, f.get(3).and_then(|g| g.parse().ok()))))
     };
-    let (uid, primary) = match u {
-        "" => (0, Some(0)),
-        u => match u.parse::<u32>() {
-            Ok(n) => (n, lookup_gid_of_uid(&read("/etc/passwd"), n)),
-            Err(_) => lookup("/etc/passwd", u).unwrap_or((0, Some(0))),
-        },
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let (uid, primary) = if u.is_empty() {
+        (0, Some(0))
+    } else {
+        find(&read("/etc/passwd"), u)
+            .or_else(|| u.parse().ok().map(|n| (n, None)))
+            .unwrap_or((0, Some(0)))
     };
-    let gid = match g {
-        "" => primary.unwrap_or(0),
-        g => g
-            .parse::<u32>()
-            .ok()
-            .or_else(|| lookup("/etc/group", g).map(|(id, _)| id))
-            .unwrap_or(0),
+    let gid = if g.is_empty() {
+        primary.unwrap_or(0)
+    } else {
+        find(&read("/etc/group"), g)
+            .map(|(id, _)| id)
+            .or_else(|| g.parse().ok())
+            .unwrap_or(0)
     };
     (uid, gid)
-}
-
-fn lookup_gid_of_uid(passwd: &str, uid: u32) -> Option<u32> {
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 3 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[3].parse().ok())?
-    })
 }
 
 /// A Unix mode as Go's `os.FileMode` (what Docker's path stat carries).
@@ -435,9 +420,4 @@ fn rfc3339(secs: i64, nsec: i64) -> String {
     chrono::DateTime::from_timestamp(secs, nsec.clamp(0, 999_999_999) as u32)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-/// `name` as a tar path component, for names read from the container.
-fn lossless(name: &OsStr) -> &[u8] {
-    name.as_bytes()
 }

@@ -7,6 +7,7 @@
 
 mod error;
 mod exec;
+pub mod files;
 mod health;
 mod logs;
 mod names;

@@ -146,7 +146,7 @@ impl ContainerService {
 
     /// `POST /containers/{id}/update`: changes the container's resources (live, when it runs) and
     /// restart policy.
-    pub async fn update_resources(&self, name: &str, body: &Value) -> Result<Value> {
+    pub async fn update(&self, name: &str, body: &Value) -> Result<Value> {
         let u: UpdateConfig = serde_json::from_value(body.clone())
             .map_err(|e| ContainerError::Invalid(format!("invalid JSON: {e}")))?;
         let entry = self.resolve(name)?;

@@ -6,7 +6,7 @@ use berth_api::container::{ContainerConfig, HostConfig};
 use berth_image::ContainerConfig as ImageRuntimeConfig;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_SHM_SIZE: i64 = 64 << 20;
@@ -433,6 +433,26 @@ fn rlimits(host: &HostConfig) -> Result<Value, String> {
     ))
 }
 
+/// Where `--init` mounts the init in the container (Docker's path).
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The init binary for `--init`: `$BERTH_INIT`, else `berth-init` beside berthd.
+fn init_binary() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("BERTH_INIT").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe()
+            .map_err(|e| format!("--init: cannot locate berthd's executable: {e}"))?
+            .with_file_name("berth-init"),
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "--init: the init binary {} does not exist (build berth-init, or set BERTH_INIT)",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
 /// The OCI runtime spec for a container whose rootfs is mounted at `paths.rootfs()`.
 pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value, String> {
     let host = &rec.host_config;
@@ -471,6 +491,14 @@ pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value
         bind("/etc/hostname", &paths.hostname()),
         bind("/etc/hosts", &paths.hosts()),
     ];
+    let mut args: Vec<String> = std::iter::once(rec.path.clone())
+        .chain(rec.args.iter().cloned())
+        .collect();
+    if host.init == Some(true) {
+        let init = init_binary()?;
+        mounts.push(json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro", "rprivate"]}));
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
     for (dest, opts) in host.tmpfs.iter().flatten() {
         let mut o: Vec<String> = vec!["nosuid".into(), "nodev".into(), "noexec".into()];
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
@@ -500,7 +528,7 @@ pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value
     let mut process = json!({
         "terminal": config.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional},
-        "args": std::iter::once(rec.path.clone()).chain(rec.args.iter().cloned()).collect::<Vec<_>>(),
+        "args": args,
         "env": environment(config, &hostname),
         "cwd": cwd,
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []},

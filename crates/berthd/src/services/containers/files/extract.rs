@@ -118,7 +118,10 @@ fn walk_error(root: BorrowedFd<'_>, path: &str, (at, e): (PathBuf, Errno)) -> Fi
             .map(|st| FileType::from_raw_mode(st.st_mode));
         return match what {
             Some(FileType::Symlink) => invalid(path, format_args!("goes through symlink {:?}", at.display())),
-            _ => invalid(path, format_args!("goes through {:?}, which is not a directory", at.display())),
+            _ => invalid(
+                path,
+                format_args!("goes through {:?}, which is not a directory", at.display()),
+            ),
         };
     }
     FileError::Io(io::Error::new(
@@ -201,18 +204,35 @@ struct Meta {
     times: Timestamps,
 }
 
-fn meta<R: Read>(entry: &mut tar::Entry<'_, R>, path: &str, opts: &ExtractOptions) -> Result<Meta, FileError> {
+/// A numeric header field that is all NULs or spaces reads as 0, as Go's `archive/tar` (and so
+/// Docker) reads it.
+fn blank_is_zero<T: Default>(parsed: io::Result<T>, raw: &[u8]) -> io::Result<T> {
+    match parsed {
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(T::default()),
+        r => r,
+    }
+}
+
+fn meta<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: &str,
+    opts: &ExtractOptions,
+) -> Result<Meta, FileError> {
     let h = entry.header();
+    let old = h.as_old();
     let bad = |e: io::Error| invalid(path, e);
-    let mode = h.mode().map_err(bad)?;
+    let mode = blank_is_zero(h.mode(), &old.mode).map_err(bad)?;
     let (uid, gid) = match opts.owner {
         Some(o) => o,
         None => (
-            u32::try_from(h.uid().map_err(bad)?).map_err(|_| invalid(path, "uid out of range"))?,
-            u32::try_from(h.gid().map_err(bad)?).map_err(|_| invalid(path, "gid out of range"))?,
+            u32::try_from(blank_is_zero(h.uid(), &old.uid).map_err(bad)?)
+                .map_err(|_| invalid(path, "uid out of range"))?,
+            u32::try_from(blank_is_zero(h.gid(), &old.gid).map_err(bad)?)
+                .map_err(|_| invalid(path, "gid out of range"))?,
         ),
     };
-    let mtime = i64::try_from(h.mtime().map_err(bad)?).map_err(|_| invalid(path, "mtime out of range"))?;
+    let mtime = blank_is_zero(h.mtime(), &old.mtime).map_err(bad)?;
+    let mtime = i64::try_from(mtime).map_err(|_| invalid(path, "mtime out of range"))?;
     let t = Timespec {
         tv_sec: mtime,
         tv_nsec: 0,
@@ -240,7 +260,12 @@ fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>, fd: BorrowedFd<'_>) {
         if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
             continue;
         }
-        let _ = rustix::fs::fsetxattr(fd, OsStr::from_bytes(name), ext.value_bytes(), XattrFlags::empty());
+        let _ = rustix::fs::fsetxattr(
+            fd,
+            OsStr::from_bytes(name),
+            ext.value_bytes(),
+            XattrFlags::empty(),
+        );
     }
 }
 
@@ -305,7 +330,8 @@ fn one<R: Read>(
     match etype {
         T::Directory => {
             if existing.is_some_and(|ft| ft != FileType::Directory) {
-                remove_all_at(parent, name).map_err(|e| FileError::Io(io::Error::other(ctx(&e.to_string()))))?;
+                remove_all_at(parent, name)
+                    .map_err(|e| FileError::Io(io::Error::other(ctx(&e.to_string()))))?;
             }
             match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
                 Ok(()) | Err(Errno::EXIST) => {}
@@ -318,7 +344,10 @@ fn one<R: Read>(
             dir_times.push((rel.clone(), m.times));
         }
         T::Symlink | T::Link => {
-            let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+            let target = entry
+                .link_name_bytes()
+                .map(|t| t.into_owned())
+                .unwrap_or_default();
             if target.is_empty() || target.contains(&0) {
                 return Err(invalid(&path, "link without a valid target"));
             }
@@ -331,7 +360,8 @@ fn one<R: Read>(
                 let _ = rustix::fs::utimensat(parent, name, &m.times, AtFlags::SYMLINK_NOFOLLOW);
             } else {
                 // Hard link: the target is another entry below the destination.
-                let trel = normalize(&target).map_err(|r| invalid(&path, format_args!("link target: {r}")))?;
+                let trel =
+                    normalize(&target).map_err(|r| invalid(&path, format_args!("link target: {r}")))?;
                 if trel.as_os_str().is_empty() {
                     return Err(invalid(&path, "hard link to the destination itself"));
                 }
@@ -368,12 +398,15 @@ fn one<R: Read>(
                     (ft, rustix::fs::makedev(major, minor))
                 }
             };
-            create_replacing(parent, name, || rustix::fs::mknodat(parent, name, ft, m.mode, dev))
-                .map_err(|e| FileError::Io(io::Error::other(ctx(&format!("creating node: {e}")))))?;
+            create_replacing(parent, name, || {
+                rustix::fs::mknodat(parent, name, ft, m.mode, dev)
+            })
+            .map_err(|e| FileError::Io(io::Error::other(ctx(&format!("creating node: {e}")))))?;
             rustix::fs::chownat(parent, name, Some(m.uid), Some(m.gid), AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(io_ctx(ctx("setting owner")))?;
             // Just made by mknodat, not a symlink: the exact mode, whatever the umask.
-            rustix::fs::chmodat(parent, name, m.mode, AtFlags::empty()).map_err(io_ctx(ctx("setting mode")))?;
+            rustix::fs::chmodat(parent, name, m.mode, AtFlags::empty())
+                .map_err(io_ctx(ctx("setting mode")))?;
             let _ = rustix::fs::utimensat(parent, name, &m.times, AtFlags::SYMLINK_NOFOLLOW);
         }
         _ => {
@@ -389,7 +422,10 @@ fn one<R: Read>(
                 _ => FileError::Io(io::Error::new(e.kind(), ctx(&format!("writing: {e}")))),
             })?;
             if written != expected {
-                return Err(invalid(&path, format_args!("data truncated: {written} of {expected} bytes")));
+                return Err(invalid(
+                    &path,
+                    format_args!("data truncated: {written} of {expected} bytes"),
+                ));
             }
             // chown clears setuid/setgid: chown, then chmod.
             owner(file.as_fd())?;

@@ -29,7 +29,11 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags, follow: bo
     } else {
         rel
     };
-    let mut flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let mut flags = flags | OFlags::CLOEXEC;
+    // openat2 refuses flags that mean nothing with O_PATH.
+    if !flags.contains(OFlags::PATH) {
+        flags |= OFlags::NOCTTY;
+    }
     if !follow {
         flags |= OFlags::NOFOLLOW;
     }

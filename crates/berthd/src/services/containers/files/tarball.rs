@@ -78,7 +78,12 @@ impl<W: Write> TarWriter<W> {
     /// Archives what is in directory `dir`, each entry named `prefix/name` (`name` for an empty
     /// prefix), and everything below.
     pub fn append_children(&mut self, dir: BorrowedFd<'_>, prefix: &str) -> io::Result<()> {
-        let fd = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat(
+            dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         self.walk(fd, prefix.as_bytes())
     }
 
@@ -102,7 +107,12 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Writes one entry; returns the directory to enter, if it is one.
-    fn entry(&mut self, parent: BorrowedFd<'_>, name: &OsStr, tar_name: &[u8]) -> io::Result<Option<OwnedFd>> {
+    fn entry(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &OsStr,
+        tar_name: &[u8],
+    ) -> io::Result<Option<OwnedFd>> {
         let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Gone meanwhile (a running container).
@@ -140,7 +150,8 @@ impl<W: Write> TarWriter<W> {
                         return Ok(None);
                     }
                 }
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
+                let flags =
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK;
                 let fd = match rustix::fs::openat(parent, name, flags, Mode::empty()) {
                     Ok(fd) => fd,
                     Err(Errno::NOENT | Errno::LOOP) => return Ok(None),
