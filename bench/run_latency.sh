@@ -101,6 +101,7 @@ rm_cgroups() { # the bench's own cgroup trees, in every v1 hierarchy and on cgro
 cleanup() {
     local rc=$? pid ids
     trap - EXIT INT TERM
+    set +e +o pipefail # best effort from here on: one failing step must not skip the rest
     stop_pid "$child_pid" 10
     # Containers, engine by engine (the measuring side removes them; this is for interruptions).
     if [ -n "$berthd_pid" ] && kill -0 "$berthd_pid" 2>/dev/null; then
@@ -114,7 +115,8 @@ cleanup() {
     if [ ${#podman[@]} -gt 0 ]; then
         # podman's containers live in the measuring side's mount namespace: enter it through a
         # conmon that is still there.
-        pid=$(our_pids conmon | head -1)
+        pid=$(our_pids conmon)
+        pid=${pid%%$'\n'*}
         if [ -n "$pid" ]; then
             nsenter -t "$pid" -m "${podman[@]}" rm -af -t 0 >/dev/null 2>&1 || true
         fi

@@ -345,6 +345,43 @@ fn rename_changes_the_name() {
 
     // The old name is free again, and the new one survives a daemon restart.
     assert_success(&d.berth(&["rename", "web2", "web3"]), "berth rename");
+    assert_success(&d.docker(&["pause", "web3"]), "pause");
+    assert_success(&d.docker(&["unpause", "web3"]), "unpause");
+    assert_success(&d.docker(&["update", "--cpu-shares", "512", "web3"]), "update");
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let out = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.oldName}}",
+    ]);
+    let events: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| !l.starts_with("create") && !l.starts_with("start"))
+        .map(|l| l.trim_end_matches(" <no value>").trim().to_string())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "rename web2 /web",
+            "rename web3 /web2",
+            "pause web3",
+            "unpause web3",
+            "update web3"
+        ],
+        "{}",
+        stdout(&out)
+    );
     run_detached(&d, &["--name", "web", "busybox", "true"]);
     let mut d = d;
     d.restart();

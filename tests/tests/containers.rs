@@ -330,6 +330,20 @@ fn many_run_rm_leave_no_leaks() {
         "container dirs left"
     );
     assert!(d.cgroups().is_empty(), "cgroups left: {:?}", d.cgroups());
+    std::thread::sleep(Duration::from_millis(200));
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "ppid=,stat=,comm="])
+        .output()
+        .unwrap();
+    let zombies: Vec<String> = stdout(&ps)
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 2 && f[0] == d.pid().to_string() && f[1].starts_with('Z')
+        })
+        .map(String::from)
+        .collect();
+    assert!(zombies.is_empty(), "zombies left under berthd: {zombies:?}");
     let shims = std::process::Command::new("pgrep")
         .args(["-f", &format!("berth-shim run.*{}", d.dir.path().display())])
         .output()

@@ -42,8 +42,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     // them when they end, instead of leaving that to whatever process 1 is.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
         .context("becoming a child subreaper")?;
-    tokio::spawn(reap_children());
+
     let daemon = Arc::new(services::Daemon::open(config.clone()).await?);
+    tokio::spawn(reap_shims(daemon.containers.clone()));
 
     let mut listeners = Vec::new();
     for path in &config.sockets {
@@ -110,16 +111,19 @@ fn lock_root(config: &config::Config) -> anyhow::Result<File> {
     }
 }
 
-/// Reaps every child that ends (shims, and their detaching parents).
-async fn reap_children() {
+/// Reaps the shims that end (they are berthd's children through the subreaper). Only known shim
+/// pids are waited for: a blanket wait would steal the status of other children (`ps` for `top`).
+async fn reap_shims(containers: services::containers::ContainerService) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut sigchld) = signal(SignalKind::child()) else {
         return;
     };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
-        while let Ok(Some(_)) = rustix::process::wait(rustix::process::WaitOptions::NOHANG) {}
-        if sigchld.recv().await.is_none() {
-            return;
+        containers.reap_shims();
+        tokio::select! {
+            _ = sigchld.recv() => {}
+            _ = tick.tick() => {}
         }
     }
 }

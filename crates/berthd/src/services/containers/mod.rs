@@ -101,6 +101,8 @@ struct Inner {
     events: Arc<EventBus>,
     table: Mutex<Table>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
+    /// Shims this berthd started (its children, as subreaper), to reap when they end.
+    shim_pids: Mutex<std::collections::HashSet<i32>>,
 }
 
 fn now() -> String {
@@ -135,6 +137,7 @@ impl ContainerService {
                 events,
                 table: Mutex::new(Table::default()),
                 execs: Mutex::new(HashMap::new()),
+                shim_pids: Mutex::new(Default::default()),
             }),
         };
         for dir in std::fs::read_dir(&root)? {
@@ -493,7 +496,19 @@ impl ContainerService {
         let ready = tokio::time::timeout(std::time::Duration::from_secs(30), read).await;
         let _ = child.wait().await;
         match ready {
-            Ok(Ok(_)) if line.starts_with("READY") => Ok(()),
+            Ok(Ok(_)) if line.starts_with("READY") => {
+                let pid = std::fs::read_to_string(paths.shim.join(berth_shim::SHIM_PID_FILE))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok());
+                if let Some(pid) = pid {
+                    self.inner
+                        .shim_pids
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(pid);
+                }
+                Ok(())
+            }
             Ok(Ok(_)) => {
                 let msg = line
                     .trim()
@@ -902,6 +917,20 @@ impl ContainerService {
         }
         shim::command(&entry.paths.shim, &format!("RESIZE {rows} {cols}")).await?;
         Ok(())
+    }
+
+    /// Reaps shims of ours that have ended.
+    pub fn reap_shims(&self) {
+        let mut pids = self.inner.shim_pids.lock().unwrap_or_else(|p| p.into_inner());
+        pids.retain(|&pid| {
+            let Some(p) = rustix::process::Pid::from_raw(pid) else {
+                return false;
+            };
+            matches!(
+                rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG),
+                Ok(None)
+            )
+        });
     }
 
     /// Names in use by the images of existing containers (so `rmi` can refuse).

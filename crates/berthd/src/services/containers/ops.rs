@@ -75,6 +75,7 @@ impl ContainerService {
             r.state.status = "paused".into();
         });
         self.persist(&entry, &rec);
+        self.emit(&rec, "pause", &[]);
         Ok(())
     }
 
@@ -91,11 +92,12 @@ impl ContainerService {
         }
         let cg = self.cgroup_of(&entry)?;
         blocking(move || cgroups().thaw(&cg).map_err(internal)).await?;
-        self.mark_thawed(&entry);
+        let rec = self.mark_thawed(&entry);
+        self.emit(&rec, "unpause", &[]);
         Ok(())
     }
 
-    fn mark_thawed(&self, entry: &Entry) {
+    fn mark_thawed(&self, entry: &Entry) -> ContainerRecord {
         let rec = entry.update(|r| {
             r.state.paused = false;
             if r.state.running {
@@ -103,6 +105,7 @@ impl ContainerService {
             }
         });
         self.persist(entry, &rec);
+        rec
     }
 
     /// Called before signalling a container (stop, kill, rm -f): a frozen process would not act on
@@ -266,6 +269,7 @@ impl ContainerService {
         }
         let rec = entry.update(|r| r.host_config = host);
         self.persist(&entry, &rec);
+        self.emit(&rec, "update", &[]);
         Ok(json!({ "Warnings": [] }))
     }
 
@@ -347,6 +351,7 @@ impl ContainerService {
         }
         let rec = entry.update(|r| r.name = new);
         self.persist(&entry, &rec);
+        self.emit(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }
 }
