@@ -425,6 +425,7 @@ impl ContainerService {
             let message =
                 format!("failed to create task for container: unable to start container process: {message}");
             let _ = unmount(&paths.rootfs());
+            let _ = std::fs::remove_dir_all(&paths.shim);
             let rec = entry.update(|r| {
                 r.state.exit_code = code;
                 r.state.error = message.clone();
