@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,40 @@ pub fn busybox_rootfs() -> &'static Path {
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// This daemon's default bridge (`--bridge`): `bt<pid>x<n>`, unique on the host.
+    pub bridge: String,
+    /// Its gateway address and prefix (`--bip`): `172.29.<n>.1/24`.
+    pub bip: String,
+}
+
+/// A bridge name and a `--bip` for a new daemon: unique in this process, and on a /24 no interface of
+/// the host has an address in (other test processes' daemons).
+fn new_bridge() -> (String, String) {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    let addrs = Command::new("ip")
+        .args(["-o", "-4", "addr"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let n = (pid.wrapping_mul(7).wrapping_add(k)) % 250 + 1;
+        if k >= 250 || !addrs.contains(&format!(" 172.29.{n}.")) {
+            return (format!("bt{}x{k}", pid % 10_000_000), format!("172.29.{n}.1/24"));
+        }
+    }
+}
+
+/// Whether this berthd has the network flags (`--bridge`, `--bip`).
+fn berthd_has_bridge_flags() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        Command::new(bin("berthd"))
+            .arg("--help")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--bip"))
+    })
 }
 
 impl Daemon {
@@ -82,7 +117,13 @@ impl Daemon {
             .tempdir()
             .expect("temp dir");
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
-        let mut d = Daemon { dir, child: None };
+        let (bridge, bip) = new_bridge();
+        let mut d = Daemon {
+            dir,
+            child: None,
+            bridge,
+            bip,
+        };
         d.spawn();
         d
     }
@@ -123,6 +164,11 @@ impl Daemon {
             .arg("debug")
             .arg("--cgroup-parent")
             .arg(self.cgroup_parent())
+            .args(if berthd_has_bridge_flags() {
+                vec!["--bridge", &self.bridge, "--bip", &self.bip]
+            } else {
+                vec![]
+            })
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -169,6 +215,39 @@ impl Daemon {
             }
         }
         out
+    }
+
+    /// The tag on this daemon's iptables comments (`berth-<bridge>`).
+    pub fn net_tag(&self) -> String {
+        format!("berth-{}", self.bridge)
+    }
+
+    /// Deletes this daemon's bridge, its tagged iptables rules and its nat chain (`B-<bridge>`).
+    fn remove_network(&self) {
+        let quiet = |args: &[&str]| {
+            let _ = Command::new(args[0])
+                .args(&args[1..])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet(&["ip", "link", "del", &self.bridge]);
+        // Comments are `<tag>:...`: the colon keeps `berth-bt1x1` from matching `berth-bt1x10`.
+        let tag = format!("{}:", self.net_tag());
+        for table in ["nat", "filter"] {
+            let rules = Command::new("iptables")
+                .args(["-w", "-t", table, "-S"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for rule in rules.lines().filter(|l| l.starts_with("-A ") && l.contains(&tag)) {
+                let del = format!("iptables -w -t {table} -D {}", &rule[3..]);
+                quiet(&["sh", "-c", &del]);
+            }
+        }
+        let chain = format!("B-{}", self.bridge);
+        quiet(&["iptables", "-w", "-t", "nat", "-F", &chain]);
+        quiet(&["iptables", "-w", "-t", "nat", "-X", &chain]);
     }
 
     pub fn log(&self) -> String {
@@ -284,6 +363,7 @@ impl Drop for Daemon {
             }
         }
         std::thread::sleep(Duration::from_millis(50));
+        self.remove_network();
         for cg in self.cgroups() {
             let _ = std::fs::remove_dir(&cg);
         }

@@ -36,6 +36,12 @@ pub struct Args {
     /// Parent cgroup of all containers
     #[arg(long = "cgroup-parent", value_name = "NAME")]
     pub cgroup_parent: Option<String>,
+    /// Bridge of the default network ("none": no bridge network)
+    #[arg(short = 'b', long = "bridge", value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// The bridge's address and subnet, e.g. 172.20.0.1/16
+    #[arg(long = "bip", value_name = "CIDR")]
+    pub bip: Option<String>,
 }
 
 /// The keys of Docker's daemon.json that Berth reads. Unknown keys are refused, as dockerd does.
@@ -55,6 +61,8 @@ struct FileConfig {
     storage_driver: Option<String>,
     log_driver: Option<String>,
     cgroup_parent: Option<String>,
+    bridge: Option<String>,
+    bip: Option<String>,
     log_opts: Option<std::collections::BTreeMap<String, String>>,
 }
 
@@ -69,6 +77,8 @@ pub struct Config {
     pub registry_mirrors: Vec<String>,
     pub experimental: bool,
     pub cgroup_parent: String,
+    pub bridge: String,
+    pub bip: Option<String>,
 }
 
 impl Config {
@@ -119,6 +129,8 @@ impl Config {
                 .cgroup_parent
                 .or(file.cgroup_parent)
                 .unwrap_or_else(|| "berth".into()),
+            bridge: args.bridge.or(file.bridge).unwrap_or_else(|| "berth0".into()),
+            bip: args.bip.or(file.bip),
         })
     }
 }

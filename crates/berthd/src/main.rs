@@ -25,12 +25,16 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
         .enable_all()
-        .build()?
-        .block_on(run(config))
+        .build()?;
+    let result = runtime.block_on(run(config));
+    // A blocking task still running (a log follower, a stream being written) must not keep the
+    // daemon from exiting once it has shut down.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ mod container_ops;
 mod containers;
 mod events;
 mod images;
+mod networks;
 mod system;
 
 use crate::services::Daemon;
@@ -44,6 +45,7 @@ fn router(daemon: AppState) -> Router {
         .merge(container_files::routes())
         .merge(container_ops::routes())
         .merge(events::routes())
+        .merge(networks::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

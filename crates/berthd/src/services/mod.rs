@@ -4,6 +4,7 @@
 pub mod containers;
 pub mod events;
 pub mod images;
+pub mod network;
 pub mod system;
 
 use crate::config::Config;
@@ -15,6 +16,7 @@ pub struct Daemon {
     pub images: images::ImageService,
     pub containers: containers::ContainerService,
     pub events: Arc<events::EventBus>,
+    pub network: network::NetworkService,
     /// A stable identity for this daemon's root, as Docker's `ID` in /info.
     pub id: String,
 }
@@ -28,12 +30,16 @@ impl Daemon {
         let id = engine_id(&config.root)?;
         let store = Arc::new(store);
         let events = Arc::new(events::EventBus::default());
+        let network = network::NetworkService::open(&config.root, &config.bridge, config.bip.as_deref())
+            .await
+            .context("setting up the bridge network")?;
         let containers = containers::ContainerService::open(
             &config.root,
             &config.exec_root,
             &config.cgroup_parent,
             store.clone(),
             events.clone(),
+            network.clone(),
         )
         .await
         .context("loading containers")?;
@@ -41,6 +47,7 @@ impl Daemon {
             images: images::ImageService::new(store, events.clone()),
             containers,
             events,
+            network,
             config,
             id,
         })

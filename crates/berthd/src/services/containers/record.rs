@@ -31,6 +31,9 @@ pub struct ContainerRecord {
     /// Stopped by `docker stop` (the restart policy waits for the next start).
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Its place on the bridge network while it runs.
+    #[serde(default)]
+    pub network: Option<crate::services::network::Attachment>,
 }
 
 /// Where a container's files live.
@@ -130,7 +133,7 @@ impl ContainerRecord {
                 .unwrap_or("")
                 .is_empty()
             {
-                m.insert("NetworkMode".into(), json!("none"));
+                m.insert("NetworkMode".into(), json!("bridge"));
             }
         }
         json!({
@@ -164,14 +167,64 @@ impl ContainerRecord {
             },
             "Mounts": [],
             "Config": self.config,
-            "NetworkSettings": {
-                "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": {}, "HairpinMode": false,
-                "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": null,
-                "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                "Networks": {}
-            }
+            "NetworkSettings": self.network_settings(),
         })
+    }
+
+    /// Docker's `NetworkSettings`: the container's address on the bridge and its published ports.
+    fn network_settings(&self) -> Value {
+        let mut ports = serde_json::Map::new();
+        for p in self.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+            ports.insert(p.clone(), Value::Null);
+        }
+        let (ip, gateway, prefix, mac, networks) = match &self.network {
+            Some(att) => {
+                for p in &att.ports {
+                    let key = format!("{}/{}", p.container_port, p.protocol);
+                    let entry = ports.entry(key).or_insert_with(|| json!([]));
+                    if !entry.is_array() {
+                        *entry = json!([]);
+                    }
+                    entry
+                        .as_array_mut()
+                        .expect("array")
+                        .push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+                }
+                let e = &att.endpoint;
+                let net = json!({
+                    "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": e.mac_string(),
+                    "NetworkID": e.bridge, "EndpointID": e.host_veth, "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    "IPAddress": e.ip.to_string(), "IPPrefixLen": e.prefix, "IPv6Gateway": "",
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
+                });
+                (
+                    e.ip.to_string(),
+                    e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    e.prefix,
+                    e.mac_string(),
+                    json!({"bridge": net}),
+                )
+            }
+            None => (String::new(), String::new(), 0, String::new(), json!({})),
+        };
+        json!({
+            "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": ports, "HairpinMode": false,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": null,
+            "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": gateway, "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "", "MacAddress": mac,
+            "Networks": networks
+        })
+    }
+
+    /// Published ports as `GET /containers/json` lists them.
+    fn port_list(&self) -> Value {
+        let mut out = Vec::new();
+        if let Some(att) = &self.network {
+            for p in &att.ports {
+                out.push(json!({"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}));
+            }
+        }
+        Value::Array(out)
     }
 
     /// One entry of `GET /containers/json`.
@@ -186,11 +239,11 @@ impl ContainerRecord {
             "ImageID": self.image_id,
             "Command": self.command(),
             "Created": created,
-            "Ports": [],
+            "Ports": self.port_list(),
             "Labels": self.config.labels.clone().unwrap_or_default(),
             "State": self.state.status,
             "Status": self.status_text(),
-            "HostConfig": {"NetworkMode": if self.host_config.network_mode.is_empty() { "none" } else { &self.host_config.network_mode }},
+            "HostConfig": {"NetworkMode": if self.host_config.network_mode.is_empty() { "bridge" } else { &self.host_config.network_mode }},
             "NetworkSettings": {"Networks": {}},
             "Mounts": []
         })

@@ -504,8 +504,18 @@ pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if network_mode(host) != "host" {
+        namespaces.push(json!({"type": "network"}));
+    }
     let mut linux = json!({
-        "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "cgroup"}],
+        "namespaces": namespaces,
         "cgroupsPath": cgroup,
         "resources": resources(host),
         "devices": devices(),
@@ -547,6 +557,52 @@ pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value
         "mounts": mounts,
         "linux": linux,
     }))
+}
+
+/// The network a container joins: `bridge` (the default), `none`, or `host`.
+pub fn network_mode(host: &HostConfig) -> &str {
+    match host.network_mode.as_str() {
+        "" | "default" | "bridge" => "bridge",
+        other => other,
+    }
+}
+
+/// Ports to publish as (container port, protocol, host IP, host port; 0 = any free port): the
+/// `PortBindings`, and with `-P` every exposed port that has none.
+pub fn port_bindings(
+    config: &ContainerConfig,
+    host: &HostConfig,
+) -> Result<Vec<(u16, String, String, u16)>, String> {
+    let split = |key: &str| -> Result<(u16, String), String> {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("invalid port specification: \"{key}\""))?;
+        Ok((port, proto.to_string()))
+    };
+    let mut out = Vec::new();
+    if let Some(Value::Object(bindings)) = &host.port_bindings {
+        for (key, list) in bindings {
+            let (port, proto) = split(key)?;
+            for b in list.as_array().into_iter().flatten() {
+                let host_ip = b["HostIp"].as_str().unwrap_or("").to_string();
+                let host_port = match b["HostPort"].as_str().unwrap_or("") {
+                    "" => 0,
+                    p => p.parse().map_err(|_| format!("invalid host port: {p}"))?,
+                };
+                out.push((port, proto.clone(), host_ip, host_port));
+            }
+        }
+    }
+    if host.publish_all_ports {
+        for key in config.exposed_ports.iter().flat_map(|p| p.keys()) {
+            let (port, proto) = split(key)?;
+            if !out.iter().any(|(p, pr, _, _)| *p == port && *pr == proto) {
+                out.push((port, proto, String::new(), 0));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
