@@ -441,6 +441,11 @@ impl ContainerService {
             let code: i64 = code.parse().unwrap_or(128);
             let message =
                 format!("failed to create task for container: unable to start container process: {message}");
+            let mut attached = None;
+            entry.update(|r| attached = r.network.take());
+            if let Some(att) = attached {
+                self.inner.network.disconnect(&entry.id, &att).await;
+            }
             let _ = unmount(&paths.rootfs());
             let _ = std::fs::remove_dir_all(&paths.shim);
             let rec = entry.update(|r| {
@@ -972,12 +977,12 @@ impl ContainerService {
             return Ok(());
         }
         let bindings = spec::port_bindings(&rec.config, &rec.host_config).map_err(ContainerError::Invalid)?;
-        let att = self
-            .inner
-            .network
-            .connect(&rec.id, pid, &bindings)
-            .await
-            .map_err(ContainerError::Internal)?;
+        let att = match self.inner.network.connect(&rec.id, pid, &bindings).await {
+            Ok(att) => att,
+            // The init died meanwhile (its command is missing): START tells why.
+            Err(_) if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() => return Ok(()),
+            Err(e) => return Err(ContainerError::Internal(e)),
+        };
         let hostname = if rec.config.hostname.is_empty() {
             rec.short_id().to_string()
         } else {
