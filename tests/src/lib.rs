@@ -50,21 +50,23 @@ pub fn require_root() {
 }
 
 /// A busybox rootfs tarball made from Debian's busybox-static by the project's own script; built
-/// once per test process.
+/// once and kept beside the test binaries (not in /tmp, where every run would leave one).
 pub fn busybox_rootfs() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("berth-test-busybox-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("busybox-rootfs.tar");
-        let status = Command::new(repo_root().join("scripts/make-busybox-rootfs.sh"))
-            .arg(&out)
-            .status()
-            .expect("running make-busybox-rootfs.sh");
-        assert!(
-            status.success(),
-            "make-busybox-rootfs.sh failed (is busybox-static installed?)"
-        );
+        let out = bin_dir().join("berth-test-busybox-rootfs.tar");
+        if !out.exists() {
+            let tmp = bin_dir().join(format!(".berth-test-busybox-rootfs.{}.tar", std::process::id()));
+            let status = Command::new(repo_root().join("scripts/make-busybox-rootfs.sh"))
+                .arg(&tmp)
+                .status()
+                .expect("running make-busybox-rootfs.sh");
+            assert!(
+                status.success(),
+                "make-busybox-rootfs.sh failed (is busybox-static installed?)"
+            );
+            std::fs::rename(&tmp, &out).expect("keeping the busybox rootfs");
+        }
         out
     })
 }
@@ -407,7 +409,26 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
             let _ = pipe.write_all(&input);
         });
     }
-    child.wait_with_output().expect("waiting for command")
+    // A hung daemon must fail the test, not hang the whole run: kill the command after 2 minutes.
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = done.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if watched.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !watched.load(std::sync::atomic::Ordering::SeqCst) {
+            // SAFETY: kill(2) on the pid of a child this harness started and has not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().expect("waiting for command");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    out
 }
 
 /// Parses an HTTP/1.1 response (chunked or not) into status and body.
