@@ -1,5 +1,6 @@
 //! `pause`, `unpause`, `top`, `update`, `stats`, `rename` (also under `container ...`).
 
+use super::containers::each;
 use super::ExitCode;
 use crate::client::{json_body, Client};
 use crate::format::TabWriter;
@@ -39,26 +40,6 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> Result<()> {
         OpsCommand::Update(a) => update(client, a).await,
         OpsCommand::Stats(a) => stats(client, a).await,
         OpsCommand::Rename(a) => rename(client, a).await,
-    }
-}
-
-/// Runs `f` for every container, printing each error; fails (exit 1) if any did.
-async fn each<'a, F, Fut>(names: &'a [String], f: F) -> Result<()>
-where
-    F: Fn(&'a String) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    let mut failed = false;
-    for n in names {
-        if let Err(e) = f(n).await {
-            eprintln!("{e}");
-            failed = true;
-        }
-    }
-    if failed {
-        Err(ExitCode(1).into())
-    } else {
-        Ok(())
     }
 }
 

@@ -520,6 +520,27 @@ async fn create_cmd(client: &Client, a: CreateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Starts a created container; a failure is reported as docker does and becomes the exit code
+/// docker gives it (127 command not found, 126 not executable, 125 otherwise).
+async fn start_or_exit(client: &Client, id: &str) -> Result<()> {
+    if let Err(e) = client
+        .call(
+            Method::POST,
+            &format!("/containers/{id}/start"),
+            &Query::default(),
+        )
+        .await
+    {
+        eprintln!("berth: {e}");
+        let code = e
+            .downcast_ref::<DaemonError>()
+            .map(|d| start_failure_code(&d.message))
+            .unwrap_or(125);
+        return Err(ExitCode(code).into());
+    }
+    Ok(())
+}
+
 /// Exit code docker gives a `run` whose start failed, from the daemon's message.
 fn start_failure_code(message: &str) -> i32 {
     if message.contains("executable file not found") || message.contains("no such file or directory") {
@@ -542,21 +563,7 @@ async fn run(client: &Client, a: RunArgs) -> Result<()> {
         }
     };
     if a.detach {
-        if let Err(e) = client
-            .call(
-                Method::POST,
-                &format!("/containers/{id}/start"),
-                &Query::default(),
-            )
-            .await
-        {
-            eprintln!("berth: {e}");
-            let code = e
-                .downcast_ref::<DaemonError>()
-                .map(|d| start_failure_code(&d.message))
-                .unwrap_or(125);
-            return Err(ExitCode(code).into());
-        }
+        start_or_exit(client, &id).await?;
         println!("{id}");
         return Ok(());
     }
@@ -588,19 +595,7 @@ async fn run(client: &Client, a: RunArgs) -> Result<()> {
             .to_bytes();
         anyhow::Ok(serde_json::from_slice::<Value>(&bytes)?)
     });
-    if let Err(e) = client
-        .call(
-            Method::POST,
-            &format!("/containers/{id}/start"),
-            &Query::default(),
-        )
-        .await
-    {
-        eprintln!("berth: {e}");
-        let code = e
-            .downcast_ref::<DaemonError>()
-            .map(|d| start_failure_code(&d.message))
-            .unwrap_or(125);
+    if let Err(e) = start_or_exit(client, &id).await {
         if f.rm {
             let mut rq = Query::default();
             rq.push("force", "1");
@@ -608,7 +603,7 @@ async fn run(client: &Client, a: RunArgs) -> Result<()> {
                 .call(Method::DELETE, &format!("/containers/{id}"), &rq)
                 .await;
         }
-        return Err(ExitCode(code).into());
+        return Err(e);
     }
     let _raw = if f.tty && f.interactive {
         Some(RawTerminal::enable())
@@ -700,7 +695,7 @@ async fn start(client: &Client, a: StartArgs) -> Result<()> {
 }
 
 /// Runs `f` for each name, reporting failures on stderr; exit 1 if any failed (as docker).
-async fn each<'a, F, Fut>(names: &'a [String], f: F) -> Result<()>
+pub(super) async fn each<'a, F, Fut>(names: &'a [String], f: F) -> Result<()>
 where
     F: Fn(&'a String) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
