@@ -137,6 +137,22 @@ fn isolation_and_security_defaults() {
         "host processes are invisible: {pids}"
     );
     assert_eq!(run("hostname").trim(), "boxy");
+    // Its mounts are its own: none of the host's paths, the root is its overlay.
+    let mounts = run("cat /proc/self/mountinfo");
+    let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    let root = d.root().display().to_string();
+    assert!(
+        points
+            .iter()
+            .all(|p| !p.starts_with("/work") && !p.starts_with(&root) && !p.starts_with("/tmp/berth")),
+        "host mount points visible: {points:?}"
+    );
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - overlay ")),
+        "{mounts}"
+    );
     let status = run("cat /proc/self/status");
     assert!(status.contains("Seccomp:\t2"), "{status}");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
@@ -307,6 +323,13 @@ fn containers_survive_a_daemon_crash() {
     wait_until("logs continue", || {
         stdout(&d.berth(&["logs", "c0"])).lines().count() > before + 2
     });
+    let out = d.docker(&["exec", "c2", "echo", "exec-after-restart"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        "exec-after-restart",
+        "exec after restart: {}",
+        stderr(&out)
+    );
     assert_success(&d.berth(&["stop", "-t", "1", "c1"]), "stop after restart");
     assert_eq!(
         stdout(&d.berth(&["inspect", "--format", "{{.State.Running}}", "c1"])).trim(),
@@ -319,7 +342,7 @@ fn containers_survive_a_daemon_crash() {
 #[test]
 fn many_run_rm_leave_no_leaks() {
     let d = daemon_with_busybox();
-    for i in 0..30 {
+    for i in 0..200 {
         let out = d.berth(&["run", "--rm", "busybox", "true"]);
         assert_success(&out, &format!("run {i}"));
     }
