@@ -138,7 +138,7 @@ image_id=$(python3 "$here/gen_image.py" "$T/image.tar" --layer-mb "$layer_mb" --
 # 3. berthd.
 log "starting berthd in $T"
 echo '{}' >"$T/berth-daemon.json" # so that no /etc/berth/daemon.json applies
-"$berthd" --root "$T/berth/root" --exec-root "$T/berth/run" -H "unix://$T/berth.sock" \
+"$berthd" --root "$T/berth/root" --exec-root "$T/berth/run" -H "unix://$T/berth.sock" --bridge none \
     --config-file "$T/berth-daemon.json" >"$T/berthd.log" 2>&1 &
 berthd_pid=$!
 if ! wait_ping "$T/berth.sock" 30 "$berthd_pid"; then

@@ -208,7 +208,7 @@ log "building the busybox rootfs"
 # 3. berthd.
 log "starting berthd in $T"
 echo '{}' >"$T/berth-daemon.json"
-"$berthd" --root "$T/berth/root" --exec-root "$T/x" -H "unix://$T/berth.sock" \
+"$berthd" --root "$T/berth/root" --exec-root "$T/x" -H "unix://$T/berth.sock" --bridge none \
     --config-file "$T/berth-daemon.json" --cgroup-parent berth-bench-lat >"$T/berthd.log" 2>&1 &
 berthd_pid=$!
 if ! wait_ping "$T/berth.sock" 30 "$berthd_pid"; then
