@@ -174,6 +174,26 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from the daemon to {path}"))
     }
 
+    /// POSTs a JSON body and reads the JSON answer (create, exec create, ...).
+    pub async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Query,
+        body: &serde_json::Value,
+    ) -> Result<T> {
+        let resp = self
+            .request(
+                Method::POST,
+                path,
+                query,
+                json_body(body),
+                Some("application/json"),
+            )
+            .await?;
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        serde_json::from_slice(&bytes).with_context(|| format!("unexpected answer from the daemon to {path}"))
+    }
+
     /// Sends a request whose answer has no body worth reading.
     pub async fn call(&self, method: Method, path: &str, query: &Query) -> Result<()> {
         let resp = self.request(method, path, query, empty(), None).await?;

@@ -276,18 +276,22 @@ fn key_values(items: &[String]) -> Map<String, Value> {
 }
 
 fn env_list(f: &CreateFlags) -> Result<Vec<String>> {
+    environment(&f.env_file, &f.env)
+}
+
+/// `--env-file` lines (blank lines and `#` comments skipped), then `-e` values, as docker reads them.
+fn environment(files: &[std::path::PathBuf], vars: &[String]) -> Result<Vec<String>> {
     let mut env = Vec::new();
-    for file in &f.env_file {
+    for file in files {
         let text = std::fs::read_to_string(file).with_context(|| format!("open {}", file.display()))?;
-        for line in text.lines() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            env.push(expand_env(line));
-        }
+        env.extend(
+            text.lines()
+                .map(str::trim_start)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(expand_env),
+        );
     }
-    env.extend(f.env.iter().map(|e| expand_env(e)));
+    env.extend(vars.iter().map(|e| expand_env(e)));
     Ok(env)
 }
 
@@ -488,19 +492,7 @@ async fn create(client: &Client, f: &CreateFlags, attach: bool) -> Result<String
             );
         }
     }
-    let resp = client
-        .request(
-            Method::POST,
-            "/containers/create",
-            &q,
-            client::json_body(&body),
-            Some("application/json"),
-        )
-        .await?;
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await?
-        .to_bytes();
-    let v: Value = serde_json::from_slice(&bytes)?;
+    let v: Value = client.post_json("/containers/create", &q, &body).await?;
     let id = v["Id"]
         .as_str()
         .context("no container ID in the daemon's answer")?
@@ -1118,17 +1110,7 @@ pub struct ExecArgs {
 }
 
 async fn exec(client: &Client, a: ExecArgs) -> Result<()> {
-    let mut env = Vec::new();
-    for file in &a.env_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("open {}", file.display()))?;
-        env.extend(
-            text.lines()
-                .map(str::trim_start)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(expand_env),
-        );
-    }
-    env.extend(a.env.iter().map(|e| expand_env(e)));
+    let env = environment(&a.env_file, &a.env)?;
     let body = json!({
         "User": a.user.clone().unwrap_or_default(),
         "Privileged": a.privileged,
@@ -1142,19 +1124,13 @@ async fn exec(client: &Client, a: ExecArgs) -> Result<()> {
         "WorkingDir": a.workdir.clone().unwrap_or_default(),
         "Cmd": a.command,
     });
-    let resp = client
-        .request(
-            Method::POST,
+    let created: Value = client
+        .post_json(
             &format!("/containers/{}/exec", a.container),
             &Query::default(),
-            client::json_body(&body),
-            Some("application/json"),
+            &body,
         )
         .await?;
-    let bytes = http_body_util::BodyExt::collect(resp.into_body())
-        .await?
-        .to_bytes();
-    let created: Value = serde_json::from_slice(&bytes)?;
     let id = created["Id"]
         .as_str()
         .context("no exec ID in the daemon's answer")?
