@@ -111,6 +111,10 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     pub ulimits: Option<Vec<Ulimit>>,
     pub init: Option<bool>,
+    pub volumes_from: Option<Vec<String>>,
+    /// `--mount` entries, in Docker's `Mount` shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounts: Option<Vec<Value>>,
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
     #[serde(flatten)]

@@ -10,6 +10,7 @@
 //! The crate knows nothing about HTTP or Docker's API. Everything it creates, it can remove.
 
 mod bridge;
+pub mod dns;
 mod endpoint;
 mod error;
 mod ipam;
@@ -19,6 +20,10 @@ mod proxy;
 mod subnet;
 
 pub use bridge::Bridge;
+pub use dns::{
+    bind_in_netns, resolv_conf_for_container, upstreams_for_container, DnsServer, DnsServerConfig,
+    DnsServerHandle, NameResolver, NameTable, Upstreams,
+};
 pub use endpoint::{attach, default_mac, detach, Endpoint, EndpointConfig, Netns};
 pub use error::{Error, Result};
 pub use ipam::Ipam;

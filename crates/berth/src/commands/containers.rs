@@ -176,6 +176,15 @@ pub struct CreateFlags {
     /// Mount a tmpfs directory
     #[arg(long)]
     tmpfs: Vec<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long = "mount")]
+    mount: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
     /// Log driver for the container
     #[arg(long = "log-driver")]
     log_driver: Option<String>,
@@ -364,6 +373,14 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
         bail!("conflicting options: cannot specify both --restart and --rm");
     }
     let nano_cpus = f.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0);
+    // As the docker CLI: `-v /path` is an anonymous volume (Config.Volumes), the rest are Binds.
+    let (anonymous, binds): (Vec<&String>, Vec<&String>) = f.volume.iter().partition(|v| !v.contains(':'));
+    let volumes: Map<String, Value> = anonymous.into_iter().map(|v| (v.clone(), json!({}))).collect();
+    let mounts = f
+        .mount
+        .iter()
+        .map(|m| super::mount_flag::parse(m))
+        .collect::<Result<Vec<Value>>>()?;
     let stdin = f.interactive;
     Ok(json!({
         "Hostname": f.hostname.clone().unwrap_or_default(),
@@ -385,7 +402,11 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
         "Healthcheck": healthcheck(f)?,
         "StopSignal": f.stop_signal,
         "StopTimeout": f.stop_timeout,
+        "Volumes": volumes,
         "HostConfig": {
+            "Binds": binds,
+            "Mounts": mounts,
+            "VolumesFrom": f.volumes_from,
             "ContainerIDFile": f.cidfile.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             "LogConfig": {"Type": f.log_driver.clone().unwrap_or_default(), "Config": key_values(&f.log_opt)},
             "NetworkMode": f.network.clone().unwrap_or_default(),

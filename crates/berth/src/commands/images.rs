@@ -78,7 +78,7 @@ pub struct ListArgs {
     reference: Option<String>,
 }
 
-fn parse_filters(args: &[String]) -> Result<Filters> {
+pub(super) fn parse_filters(args: &[String]) -> Result<Filters> {
     let mut f = Filters::default();
     for a in args {
         let (k, v) = a
@@ -231,7 +231,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs, any_type: bool) -> Res
         .kind
         .as_deref()
         .unwrap_or(if any_type { "" } else { "image" });
-    if !matches!(kind, "" | "image" | "container") {
+    if !matches!(kind, "" | "image" | "container" | "volume") {
         bail!("\"{kind}\" is not a valid value for --type");
     }
     let mut objects = Vec::new();
@@ -242,6 +242,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs, any_type: bool) -> Res
         for (k, path) in [
             ("container", format!("/containers/{name}/json")),
             ("image", format!("/images/{name}/json")),
+            ("volume", format!("/volumes/{name}")),
         ] {
             if !kind.is_empty() && kind != k {
                 continue;

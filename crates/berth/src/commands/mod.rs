@@ -4,7 +4,9 @@ mod container_files;
 mod container_ops;
 mod containers;
 mod images;
+mod mount_flag;
 mod system;
+mod volumes;
 
 use crate::client::{Client, DaemonError, DEFAULT_HOST};
 use clap::{Parser, Subcommand};
@@ -82,6 +84,9 @@ enum Command {
     /// Manage Berth
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     #[command(flatten)]
     Ops(container_ops::OpsCommand),
     #[command(flatten)]
@@ -155,6 +160,7 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Load(a) => images::load(&client, &a).await,
             Command::Import(a) => images::import(&client, &a).await,
             Command::System(c) => system::run(&client, c).await,
+            Command::Volume(c) => volumes::run(&client, c).await,
             Command::Ops(c) => container_ops::run(&client, c).await,
             Command::Files(c) => container_files::run(&client, c).await,
         }

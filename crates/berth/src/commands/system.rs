@@ -181,12 +181,29 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<()> {
             String::new()
         }
     };
+    let running = df.containers.iter().filter(|c| c["State"] == "running").count();
+    let usage = |v: &Value| {
+        (
+            v["UsageData"]["Size"].as_i64().unwrap_or(0),
+            v["UsageData"]["RefCount"].as_i64().unwrap_or(0),
+        )
+    };
+    let volumes_active = df.volumes.iter().filter(|v| usage(v).1 > 0).count();
+    let volumes_size: i64 = df.volumes.iter().map(|v| usage(v).0).sum();
+    let volumes_free: i64 = df
+        .volumes
+        .iter()
+        .filter(|v| usage(v).1 == 0)
+        .map(|v| usage(v).0)
+        .sum();
     let rows = vec![
         json!({"Type": "Images", "TotalCount": df.images.len(), "Active": active,
                "Size": human_size(df.layers_size as f64),
                "Reclaimable": format!("{}{}", human_size(reclaimable as f64), pct(reclaimable, df.layers_size))}),
-        json!({"Type": "Containers", "TotalCount": df.containers.len(), "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
-        json!({"Type": "Local Volumes", "TotalCount": df.volumes.len(), "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Containers", "TotalCount": df.containers.len(), "Active": running, "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Local Volumes", "TotalCount": df.volumes.len(), "Active": volumes_active,
+               "Size": human_size(volumes_size as f64),
+               "Reclaimable": format!("{}{}", human_size(volumes_free as f64), pct(volumes_free, volumes_size))}),
         json!({"Type": "Build Cache", "TotalCount": df.build_cache.len(), "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
     ];
     print_rows(
@@ -219,6 +236,20 @@ pub async fn df(client: &Client, args: &DfArgs) -> Result<()> {
             &rows,
             &[("Repository", "REPOSITORY"), ("Tag", "TAG"), ("ID", "IMAGE ID"), ("CreatedSince", "CREATED"), ("Size", "SIZE"),
               ("SharedSize", "SHARED SIZE"), ("UniqueSize", "UNIQUE SIZE"), ("Containers", "CONTAINERS")],
+        )?;
+    }
+    if args.verbose {
+        println!("\nLocal Volumes space usage:\n");
+        let rows: Vec<Value> = df
+            .volumes
+            .iter()
+            .map(|v| json!({"Name": v["Name"], "Links": usage(v).1, "Size": human_size(usage(v).0 as f64)}))
+            .collect();
+        print_rows(
+            None,
+            "table {{.Name}}\t{{.Links}}\t{{.Size}}",
+            &rows,
+            &[("Name", "VOLUME NAME"), ("Links", "LINKS"), ("Size", "SIZE")],
         )?;
     }
     Ok(())

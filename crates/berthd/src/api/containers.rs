@@ -459,7 +459,7 @@ async fn restart(State(d): State<AppState>, Path(id): Path<String>, RawQuery(q):
 
 async fn remove(State(d): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
     let q = query(q);
-    done(d.containers.remove(&id, q.bool("force")).await)
+    done(d.containers.remove(&id, q.bool("force"), q.bool("v")).await)
 }
 
 async fn resize(State(d): State<AppState>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult {

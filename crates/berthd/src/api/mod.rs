@@ -8,6 +8,7 @@ mod events;
 mod images;
 mod networks;
 mod system;
+mod volumes;
 
 use crate::services::Daemon;
 use axum::body::Body;
@@ -46,6 +47,7 @@ fn router(daemon: AppState) -> Router {
         .merge(container_ops::routes())
         .merge(events::routes())
         .merge(networks::routes())
+        .merge(volumes::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "page not found") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")

@@ -54,13 +54,31 @@ async fn info(State(d): State<AppState>) -> Response {
 
 async fn df(State(d): State<AppState>, Extension(v): Extension<ApiVersion>) -> ApiResult {
     let (images, layers_size) = d.images.disk_usage(v).await?;
+    let vols = d.clone();
+    let volumes = tokio::task::spawn_blocking(move || {
+        let all = vols.volumes.list(&Default::default()).unwrap_or_default();
+        all.iter()
+            .map(|vol| {
+                let usage = (
+                    vols.volumes.size(&vol.name) as i64,
+                    vols.volumes.users(&vol.name).len() as i64,
+                );
+                vols.volumes.to_json(vol, Some(usage))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     Ok(json(
         StatusCode::OK,
         &SystemDf {
             layers_size,
             images,
-            containers: vec![],
-            volumes: vec![],
+            containers: d
+                .containers
+                .list(true, None, &Default::default())
+                .unwrap_or_default(),
+            volumes,
             build_cache: vec![],
         },
     ))

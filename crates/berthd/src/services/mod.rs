@@ -6,6 +6,7 @@ pub mod events;
 pub mod images;
 pub mod network;
 pub mod system;
+pub mod volumes;
 
 use crate::config::Config;
 use anyhow::Context;
@@ -17,6 +18,7 @@ pub struct Daemon {
     pub containers: containers::ContainerService,
     pub events: Arc<events::EventBus>,
     pub network: network::NetworkService,
+    pub volumes: volumes::VolumeService,
     /// A stable identity for this daemon's root, as Docker's `ID` in /info.
     pub id: String,
 }
@@ -33,6 +35,12 @@ impl Daemon {
         let network = network::NetworkService::open(&config.root, &config.bridge, config.bip.as_deref())
             .await
             .context("setting up the bridge network")?;
+        let volumes = {
+            let root = config.root.clone();
+            tokio::task::spawn_blocking(move || volumes::VolumeService::open(&root))
+                .await?
+                .context("loading volumes")?
+        };
         let containers = containers::ContainerService::open(
             &config.root,
             &config.exec_root,
@@ -40,6 +48,7 @@ impl Daemon {
             store.clone(),
             events.clone(),
             network.clone(),
+            volumes.clone(),
         )
         .await
         .context("loading containers")?;
@@ -48,6 +57,7 @@ impl Daemon {
             containers,
             events,
             network,
+            volumes,
             config,
             id,
         })

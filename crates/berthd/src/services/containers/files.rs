@@ -13,7 +13,7 @@
 
 mod diff;
 mod extract;
-mod resolve;
+pub(super) mod resolve;
 mod tarball;
 
 use super::{ContainerError, ContainerRecord, ContainerService, Entry, Paths};
@@ -316,7 +316,7 @@ fn private_mount(rec: &ContainerRecord, paths: &Paths, writable: bool) -> std::i
     let mut flags = rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV;
     let data = if writable {
         format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
             lowers.join(":"),
             paths.upper().display(),
             paths.work().display()

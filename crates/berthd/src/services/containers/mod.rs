@@ -10,11 +10,13 @@ mod exec;
 pub mod files;
 mod health;
 mod logs;
+mod mounts;
 mod names;
 mod ops;
 mod record;
 mod shim;
 pub mod spec;
+mod volumes;
 
 pub use error::{ContainerError, Result};
 pub use exec::{ExecConfig, ExecEntry};
@@ -100,6 +102,7 @@ struct Inner {
     images: Arc<ImageStore>,
     events: Arc<EventBus>,
     network: super::network::NetworkService,
+    volumes: super::volumes::VolumeService,
     table: Mutex<Table>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     /// Shims this berthd started (its children, as subreaper), to reap when they end.
@@ -125,6 +128,7 @@ impl ContainerService {
         images: Arc<ImageStore>,
         events: Arc<EventBus>,
         network: super::network::NetworkService,
+        volumes: super::volumes::VolumeService,
     ) -> Result<ContainerService> {
         let root = root.join("containers");
         let shims = exec_root.join("shims");
@@ -138,6 +142,7 @@ impl ContainerService {
                 images,
                 events,
                 network,
+                volumes,
                 table: Mutex::new(Table::default()),
                 execs: Mutex::new(HashMap::new()),
                 shim_pids: Mutex::new(Default::default()),
@@ -158,6 +163,7 @@ impl ContainerService {
                     continue;
                 }
             };
+            svc.reclaim_volumes(&rec);
             let entry = svc.insert(rec);
             svc.recover(entry).await;
         }
@@ -286,6 +292,7 @@ impl ContainerService {
                 "can't create 'AutoRemove' container with restart policy".into(),
             ));
         }
+        let mut mount_points = self.plan_mounts(&req)?;
         let id = random_id();
         let name = {
             let mut t = self.table();
@@ -315,6 +322,10 @@ impl ContainerService {
             .rev()
             .map(|l| self.inner.images.layers.fs_dir(&l.chain_id))
             .collect();
+        if let Err(e) = self.claim_volumes(&id, &mut mount_points, &req) {
+            self.table().names.remove(&name);
+            return Err(e);
+        }
         let rec = ContainerRecord {
             id: id.clone(),
             name: name.clone(),
@@ -331,6 +342,7 @@ impl ContainerService {
             has_been_started: false,
             manually_stopped: false,
             network: None,
+            mount_points,
         };
         let paths = Paths::new(&self.inner.root, &self.inner.shims, &id);
         let made = {
@@ -339,6 +351,7 @@ impl ContainerService {
         };
         if let Err(e) = made {
             self.table().names.remove(&name);
+            self.release_volumes(&id, &rec.mount_points, true);
             let _ = std::fs::remove_dir_all(&paths.dir);
             return Err(e);
         }
@@ -372,12 +385,18 @@ impl ContainerService {
         {
             let (rec, paths) = (rec.clone(), paths.clone());
             let cgroup = format!("{}/{}", self.inner.cgroup_parent, rec.id);
+            let svc = self.clone();
             blocking(move || {
                 mount_rootfs(&rec, &paths)?;
+                if let Err(e) = svc.ready_volumes(&rec, &paths.rootfs()) {
+                    let _ = unmount(&paths.rootfs());
+                    return Err(e);
+                }
                 let spec = spec::build(&rec, &paths, &cgroup).map_err(ContainerError::Invalid);
                 let spec = match spec {
                     Ok(s) => s,
                     Err(e) => {
+                        svc.unmount_volumes(&rec);
                         let _ = unmount(&paths.rootfs());
                         return Err(e);
                     }
@@ -391,6 +410,7 @@ impl ContainerService {
             .await?;
         }
         if let Err(e) = self.spawn_shim(&rec, &paths).await {
+            self.unmount_volumes(&rec);
             let _ = unmount(&paths.rootfs());
             self.start_failed(&entry);
             return Err(e);
@@ -399,6 +419,7 @@ impl ContainerService {
             // The process exists but never ran: end it and its shim.
             let _ = shim::command(&paths.shim, "KILL 9").await;
             let _ = shim::command(&paths.shim, "WAIT").await;
+            self.unmount_volumes(&rec);
             let _ = unmount(&paths.rootfs());
             let _ = std::fs::remove_dir_all(&paths.shim);
             self.start_failed(&entry);
@@ -446,6 +467,7 @@ impl ContainerService {
             if let Some(att) = attached {
                 self.inner.network.disconnect(&entry.id, &att).await;
             }
+            self.unmount_volumes(&rec);
             let _ = unmount(&paths.rootfs());
             let _ = std::fs::remove_dir_all(&paths.shim);
             let rec = entry.update(|r| {
@@ -462,7 +484,7 @@ impl ContainerService {
                 let svc = self.clone();
                 let id = rec.id.clone();
                 tokio::spawn(async move {
-                    let _ = svc.remove(&id, true).await;
+                    let _ = svc.remove(&id, true, true).await;
                 });
             }
             Err(ContainerError::StartFailed { code, message })
@@ -577,6 +599,7 @@ impl ContainerService {
         }
         let paths = entry.paths.clone();
         let _ = tokio::task::spawn_blocking(move || unmount(&paths.rootfs())).await;
+        self.unmount_volumes(&entry.record());
         let rec = entry.update(|r| {
             r.state.status = "exited".into();
             r.state.running = false;
@@ -599,7 +622,7 @@ impl ContainerService {
         }
         self.emit(&rec, "die", &[("exitCode", status.code.to_string())]);
         if rec.host_config.auto_remove {
-            if let Err(e) = self.remove(&rec.id, true).await {
+            if let Err(e) = self.remove(&rec.id, true, true).await {
                 tracing::warn!(id = %rec.short_id(), error = %e, "auto-remove failed");
             }
         } else if let Some(delay) = restart_delay(&rec) {
@@ -786,8 +809,8 @@ impl ContainerService {
         self.start(&entry.id).await
     }
 
-    /// `DELETE /containers/{id}`.
-    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+    /// `DELETE /containers/{id}`; `remove_volumes` (`-v`) also removes its anonymous volumes.
+    pub async fn remove(&self, name: &str, force: bool, remove_volumes: bool) -> Result<()> {
         let entry = self.resolve(name)?;
         let _op = entry.op.lock().await;
         let rec = entry.record();
@@ -836,6 +859,7 @@ impl ContainerService {
                 t.names.remove(&rec.name);
             }
         }
+        self.release_volumes(&rec.id, &rec.mount_points, remove_volumes);
         entry.life.send_modify(|l| l.removed = true);
         self.inner
             .execs
@@ -891,6 +915,11 @@ impl ContainerService {
                         && r.state.status == "exited"
                         && c.parse::<i64>().ok() == Some(r.state.exit_code)
                 })
+                && filters.get("volume").iter().all(|v| {
+                    r.mount_points
+                        .iter()
+                        .any(|m| &m.name == v || &m.destination == v || &m.source == v)
+                })
                 && before.as_ref().is_none_or(|b| r.created < *b)
                 && since.as_ref().is_none_or(|s| r.created > *s)
                 && filters.get("ancestor").iter().all(|a| {
@@ -926,7 +955,7 @@ impl ContainerService {
             {
                 continue;
             }
-            if self.remove(&r.id, false).await.is_ok() {
+            if self.remove(&r.id, false, false).await.is_ok() {
                 removed.push(r.id);
             }
         }
@@ -955,7 +984,7 @@ impl ContainerService {
             let svc = self.clone();
             let id = entry.id.clone();
             tokio::spawn(async move {
-                let _ = svc.remove(&id, true).await;
+                let _ = svc.remove(&id, true, true).await;
             });
         }
     }
@@ -1139,8 +1168,10 @@ fn mount_rootfs(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
             )));
         }
     }
+    // No redirects or metacopy: an upper dir must hold whole files and plain whiteouts, so that
+    // `commit` can turn it into a layer.
     let mut data = format!(
-        "lowerdir={},upperdir={},workdir={}",
+        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
         lowers.join(":"),
         paths.upper().display(),
         paths.work().display()

@@ -34,6 +34,9 @@ pub struct ContainerRecord {
     /// Its place on the bridge network while it runs.
     #[serde(default)]
     pub network: Option<crate::services::network::Attachment>,
+    /// Volumes, binds and tmpfs mounts (`-v`, `--mount`, `--volumes-from`, image VOLUMEs).
+    #[serde(default)]
+    pub mount_points: Vec<super::mounts::MountPoint>,
 }
 
 /// Where a container's files live.
@@ -165,7 +168,7 @@ impl ContainerRecord {
                     "MergedDir": paths.rootfs(),
                 }
             },
-            "Mounts": [],
+            "Mounts": self.mounts_json(),
             "Config": self.config,
             "NetworkSettings": self.network_settings(),
         })
@@ -245,8 +248,12 @@ impl ContainerRecord {
             "Status": self.status_text(),
             "HostConfig": {"NetworkMode": if self.host_config.network_mode.is_empty() { "bridge" } else { &self.host_config.network_mode }},
             "NetworkSettings": {"Networks": {}},
-            "Mounts": []
+            "Mounts": self.mounts_json(),
         })
+    }
+
+    fn mounts_json(&self) -> Vec<Value> {
+        self.mount_points.iter().map(|m| m.to_json()).collect()
     }
 }
 

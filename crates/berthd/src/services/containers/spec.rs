@@ -504,6 +504,13 @@ pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value
         o.extend(opts.split(',').filter(|s| !s.is_empty()).map(String::from));
         mounts.push(json!({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": o}));
     }
+    mounts.extend(super::mounts::spec_mounts(&rec.mount_points));
+    // Parents before children, as Docker sorts them: a volume at /etc goes under the /etc/hosts bind.
+    mounts.sort_by_key(|m| {
+        Path::new(m["destination"].as_str().unwrap_or("/"))
+            .components()
+            .count()
+    });
     let mut namespaces = vec![
         json!({"type": "pid"}),
         json!({"type": "ipc"}),

@@ -1,0 +1,1 @@
+//! berth-registry: an OCI distribution (v1.1) registry server.
