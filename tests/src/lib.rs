@@ -224,34 +224,25 @@ impl Daemon {
         format!("berth-{}", self.bridge)
     }
 
-    /// Deletes this daemon's bridge, its tagged iptables rules and its nat chain (`B-<bridge>`).
-    fn remove_network(&self) {
-        let quiet = |args: &[&str]| {
-            let _ = Command::new(args[0])
-                .args(&args[1..])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        };
-        quiet(&["ip", "link", "del", &self.bridge]);
-        // Comments are `<tag>:...`: the colon keeps `berth-bt1x1` from matching `berth-bt1x10`.
-        let tag = format!("{}:", self.net_tag());
-        for table in ["nat", "filter"] {
-            let rules = Command::new("iptables")
-                .args(["-w", "-t", table, "-S"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for rule in rules.lines().filter(|l| l.starts_with("-A ") && l.contains(&tag)) {
-                let del = format!("iptables -w -t {table} -D {}", &rule[3..]);
-                quiet(&["sh", "-c", &del]);
-            }
-        }
-        let chain = format!("B-{}", self.bridge);
-        quiet(&["iptables", "-w", "-t", "nat", "-F", &chain]);
-        quiet(&["iptables", "-w", "-t", "nat", "-X", &chain]);
+    /// Bridges of the user-defined networks this daemon made (from its records).
+    pub fn user_bridges(&self) -> Vec<String> {
+        std::fs::read_dir(self.root().join("network/networks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter_map(|v| v["bridge"].as_str().map(String::from))
+            .collect()
     }
 
+    /// Deletes this daemon's bridges (default and user-defined), their tagged iptables rules and
+    /// nat chains (`B-<bridge>`).
+    fn remove_network(&self) {
+        for bridge in std::iter::once(self.bridge.clone()).chain(self.user_bridges()) {
+            remove_bridge(&bridge);
+        }
+    }
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
     }
@@ -391,6 +382,34 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Deletes a bridge, the iptables rules tagged `berth-<bridge>:` and the chain `B-<bridge>`.
+fn remove_bridge(bridge: &str) {
+    let quiet = |args: &[&str]| {
+        let _ = Command::new(args[0])
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    quiet(&["ip", "link", "del", bridge]);
+    // Comments are `<tag>:...`: the colon keeps `berth-bt1x1` from matching `berth-bt1x10`.
+    let tag = format!("berth-{bridge}:");
+    for table in ["nat", "filter"] {
+        let rules = Command::new("iptables")
+            .args(["-w", "-t", table, "-S"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for rule in rules.lines().filter(|l| l.starts_with("-A ") && l.contains(&tag)) {
+            let del = format!("iptables -w -t {table} -D {}", &rule[3..]);
+            quiet(&["sh", "-c", &del]);
+        }
+    }
+    let chain = format!("B-{}", bridge);
+    quiet(&["iptables", "-w", "-t", "nat", "-F", &chain]);
+    quiet(&["iptables", "-w", "-t", "nat", "-X", &chain]);
 }
 
 fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {

@@ -25,12 +25,26 @@ struct State {
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
     allocated: BTreeSet<Ipv4Addr>,
+    /// Containers' addresses come from this part of the subnet (`--ip-range`); `--ip` may still
+    /// name any address of the subnet.
+    #[serde(default)]
+    range: Option<Ipv4Net>,
 }
 
 impl Ipam {
     /// Opens the state at `path`, or creates it for `subnet` (gateway `.1`) if the file does not exist.
     /// An existing file for another subnet is an error.
     pub fn open(path: impl Into<PathBuf>, subnet: Ipv4Net) -> Result<Self> {
+        Self::open_with(path, subnet, subnet.gateway(), None)
+    }
+
+    /// `open` with a chosen gateway and an optional range that allocations come from.
+    pub fn open_with(
+        path: impl Into<PathBuf>,
+        subnet: Ipv4Net,
+        gateway: Ipv4Addr,
+        range: Option<Ipv4Net>,
+    ) -> Result<Self> {
         let path = path.into();
         if path.exists() {
             let ipam = Self::load(path)?;
@@ -50,8 +64,9 @@ impl Ipam {
             path,
             state: State {
                 subnet,
-                gateway: subnet.gateway(),
+                gateway,
                 allocated: BTreeSet::new(),
+                range,
             },
         };
         ipam.save()?;
@@ -89,10 +104,12 @@ impl Ipam {
     /// Allocates the lowest free address (so a released address is the first to be reused).
     pub fn allocate(&mut self) -> Result<Ipv4Addr> {
         let subnet = self.state.subnet;
-        let ip = (1..subnet.size() - 1)
-            .filter_map(|n| subnet.nth(n))
+        let pool = self.state.range.unwrap_or(subnet);
+        let ip = (0..pool.size())
+            .filter_map(|n| pool.nth(n))
+            .filter(|ip| subnet.contains(*ip) && *ip != subnet.network() && *ip != subnet.broadcast())
             .find(|ip| *ip != self.state.gateway && !self.state.allocated.contains(ip))
-            .ok_or(Error::Exhausted(subnet))?;
+            .ok_or(Error::Exhausted(pool))?;
         self.insert(ip)?;
         Ok(ip)
     }

@@ -180,6 +180,26 @@ impl Nat {
         self.ensure("filter", "FORWARD", &accept, &comment, true)
     }
 
+    /// An internal network: no masquerade, and nothing forwarded between the bridge and any
+    /// other interface, either way. Idempotent.
+    pub fn add_internal_network(&self, subnet: Ipv4Net, bridge: &str) -> Result<()> {
+        let comment = self.network_comment(subnet);
+        self.ensure(
+            "filter",
+            "FORWARD",
+            &["-i", bridge, "!", "-o", bridge, "-j", "DROP"],
+            &comment,
+            true,
+        )?;
+        self.ensure(
+            "filter",
+            "FORWARD",
+            &["-o", bridge, "!", "-i", bridge, "-j", "DROP"],
+            &comment,
+            true,
+        )
+    }
+
     /// Removes every rule of the container address `ip` (its published ports).
     pub fn remove_all_for(&self, ip: Ipv4Addr) -> Result<()> {
         self.remove_where(&self.ip_comment(ip))

@@ -221,6 +221,12 @@ pub struct CreateFlags {
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     network: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long = "ip")]
+    ip: Option<String>,
     /// Command to run to check health
     #[arg(long = "health-cmd")]
     health_cmd: Option<String>,
@@ -321,6 +327,19 @@ fn size(s: &Option<String>) -> Result<i64> {
         Some(s) => ram_in_bytes(s),
         None => Ok(0),
     }
+}
+
+/// `--network-alias` and `--ip` belong to the `--network` network (the docker CLI's rule).
+fn endpoints_config(f: &CreateFlags) -> Value {
+    if f.network_alias.is_empty() && f.ip.is_none() {
+        return json!({});
+    }
+    let network = f.network.clone().unwrap_or_else(|| "default".into());
+    let mut ep = json!({"Aliases": f.network_alias});
+    if let Some(ip) = &f.ip {
+        ep["IPAMConfig"] = json!({"IPv4Address": ip});
+    }
+    json!({ network: ep })
 }
 
 /// The `POST /containers/create` body for these flags, as the docker CLI builds it.
@@ -437,7 +456,7 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "PidsLimit": f.pids_limit,
             "Ulimits": ulimits,
         },
-        "NetworkingConfig": {"EndpointsConfig": {}},
+        "NetworkingConfig": {"EndpointsConfig": endpoints_config(f)},
     }))
 }
 

@@ -231,7 +231,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs, any_type: bool) -> Res
         .kind
         .as_deref()
         .unwrap_or(if any_type { "" } else { "image" });
-    if !matches!(kind, "" | "image" | "container" | "volume") {
+    if !matches!(kind, "" | "image" | "container" | "volume" | "network") {
         bail!("\"{kind}\" is not a valid value for --type");
     }
     let mut objects = Vec::new();
@@ -243,6 +243,7 @@ pub async fn inspect(client: &Client, args: &InspectArgs, any_type: bool) -> Res
             ("container", format!("/containers/{name}/json")),
             ("image", format!("/images/{name}/json")),
             ("volume", format!("/volumes/{name}")),
+            ("network", format!("/networks/{name}")),
         ] {
             if !kind.is_empty() && kind != k {
                 continue;

@@ -5,6 +5,7 @@ mod container_ops;
 mod containers;
 mod images;
 mod mount_flag;
+mod networks;
 mod system;
 mod volumes;
 
@@ -87,6 +88,9 @@ enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
     #[command(flatten)]
     Ops(container_ops::OpsCommand),
     #[command(flatten)]
@@ -161,6 +165,7 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Import(a) => images::import(&client, &a).await,
             Command::System(c) => system::run(&client, c).await,
             Command::Volume(c) => volumes::run(&client, c).await,
+            Command::Network(c) => networks::run(&client, c).await,
             Command::Ops(c) => container_ops::run(&client, c).await,
             Command::Files(c) => container_files::run(&client, c).await,
         }

@@ -39,7 +39,10 @@ pub fn routes() -> Router<AppState> {
 impl From<ContainerError> for ApiError {
     fn from(e: ContainerError) -> ApiError {
         let status = match &e {
-            ContainerError::NotFound(_) | ContainerError::NoSuchExec(_) => StatusCode::NOT_FOUND,
+            ContainerError::NotFound(_)
+            | ContainerError::NoSuchExec(_)
+            | ContainerError::NoSuchNetwork(_) => StatusCode::NOT_FOUND,
+            ContainerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ContainerError::Conflict(_) => StatusCode::CONFLICT,
             ContainerError::Invalid(_) | ContainerError::StartFailed { .. } => StatusCode::BAD_REQUEST,
             ContainerError::NotModified => StatusCode::NOT_MODIFIED,

@@ -6,8 +6,13 @@ pub enum ContainerError {
     NotFound(String),
     #[error("No such exec instance: {0}")]
     NoSuchExec(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     #[error("{0}")]
     Conflict(String),
+    /// Not allowed in this state (HTTP 403, as Docker's `errdefs.Forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Invalid(String),
     /// Already in the asked-for state (HTTP 304, no body).

@@ -12,6 +12,7 @@ mod health;
 mod logs;
 mod mounts;
 mod names;
+mod networking;
 mod ops;
 mod record;
 mod shim;
@@ -21,6 +22,7 @@ mod volumes;
 pub use error::{ContainerError, Result};
 pub use exec::{ExecConfig, ExecEntry};
 pub use logs::{parse_time as logs_time, stream as stream_logs, LogOptions};
+pub use networking::endpoint_settings as networking_settings;
 pub use record::{ContainerRecord, Paths};
 
 use super::events::EventBus;
@@ -227,9 +229,7 @@ impl ContainerService {
         match shim::command(&entry.paths.shim, "STATE").await {
             Ok(line) if line.starts_with("RUNNING") || line.starts_with("CREATED") => {
                 tracing::info!(id = %rec.short_id(), "reattached to running container");
-                if let Some(att) = &rec.network {
-                    self.inner.network.restore(&rec.id, att).await;
-                }
+                self.restore_networks(&rec).await;
                 self.monitor(entry);
             }
             _ => {
@@ -282,6 +282,7 @@ impl ContainerService {
         let image = blocking(move || images.resolve(&lookup).map_err(ContainerError::from)).await?;
         spec::merge_image_config(&mut req.config, image.config.config.as_ref());
         let (path, args) = spec::command(&req.config).map_err(ContainerError::Invalid)?;
+        self.check_networks(&req)?;
         if let Some(p) = req.host_config.restart_policy.name.as_str().into() {
             if !matches!(p, "" | "no" | "always" | "on-failure" | "unless-stopped") {
                 return Err(ContainerError::Invalid(format!("invalid restart policy '{p}'")));
@@ -341,7 +342,8 @@ impl ContainerService {
             lower_dirs,
             has_been_started: false,
             manually_stopped: false,
-            network: None,
+            networks: Vec::new(),
+            endpoints_config: networking::endpoints_config(&req.networking_config),
             mount_points,
         };
         let paths = Paths::new(&self.inner.root, &self.inner.shims, &id);
@@ -415,7 +417,7 @@ impl ContainerService {
             self.start_failed(&entry);
             return Err(e);
         }
-        if let Err(e) = self.connect_network(&entry).await {
+        if let Err(e) = self.connect_networks(&entry).await {
             // The process exists but never ran: end it and its shim.
             let _ = shim::command(&paths.shim, "KILL 9").await;
             let _ = shim::command(&paths.shim, "WAIT").await;
@@ -462,11 +464,9 @@ impl ContainerService {
             let code: i64 = code.parse().unwrap_or(128);
             let message =
                 format!("failed to create task for container: unable to start container process: {message}");
-            let mut attached = None;
-            entry.update(|r| attached = r.network.take());
-            if let Some(att) = attached {
-                self.inner.network.disconnect(&entry.id, &att).await;
-            }
+            let mut attached = Vec::new();
+            entry.update(|r| attached = std::mem::take(&mut r.networks));
+            self.disconnect_networks(&entry.id, &attached).await;
             self.unmount_volumes(&rec);
             let _ = unmount(&paths.rootfs());
             let _ = std::fs::remove_dir_all(&paths.shim);
@@ -594,9 +594,8 @@ impl ContainerService {
     }
 
     async fn on_exit(&self, entry: &Arc<Entry>, status: berth_shim::ExitStatus) {
-        if let Some(att) = entry.record().network {
-            self.inner.network.disconnect(&entry.id, &att).await;
-        }
+        let attached = entry.record().networks;
+        self.disconnect_networks(&entry.id, &attached).await;
         let paths = entry.paths.clone();
         let _ = tokio::task::spawn_blocking(move || unmount(&paths.rootfs())).await;
         self.unmount_volumes(&entry.record());
@@ -608,7 +607,7 @@ impl ContainerService {
             r.state.exit_code = status.code as i64;
             r.state.oom_killed = status.oom_killed;
             r.state.finished_at = status.finished_at.clone();
-            r.network = None;
+            r.networks.clear();
         });
         self.persist(entry, &rec);
         let _ = std::fs::remove_dir_all(&entry.paths.shim);
@@ -991,48 +990,6 @@ impl ContainerService {
 
     /// Puts a container that is about to run on the bridge (unless its network mode says
     /// otherwise), publishes its ports, and writes its address into its /etc/hosts.
-    async fn connect_network(&self, entry: &Arc<Entry>) -> Result<()> {
-        let rec = entry.record();
-        if spec::network_mode(&rec.host_config) != "bridge" {
-            return Ok(());
-        }
-        let pid: i32 = std::fs::read_to_string(entry.paths.shim.join(berth_shim::PID_FILE))
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .ok_or_else(|| ContainerError::Internal("the shim did not record the container's pid".into()))?;
-        // The runtime checks the command before START; when it is missing, the init is already gone
-        // and START reports why (exit 127): no network to set up for it.
-        if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() {
-            return Ok(());
-        }
-        let bindings = spec::port_bindings(&rec.config, &rec.host_config).map_err(ContainerError::Invalid)?;
-        let att = match self.inner.network.connect(&rec.id, pid, &bindings).await {
-            Ok(att) => att,
-            // The init died meanwhile (its command is missing): START tells why.
-            Err(_) if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() => return Ok(()),
-            Err(e) => return Err(ContainerError::Internal(e)),
-        };
-        let hostname = if rec.config.hostname.is_empty() {
-            rec.short_id().to_string()
-        } else {
-            rec.config.hostname.clone()
-        };
-        // Rewritten in place: the file is bind-mounted into the container, a rename would not show.
-        let hosts = std::fs::read_to_string(entry.paths.hosts()).unwrap_or_default();
-        let hosts: String = hosts
-            .lines()
-            .filter(|l| !l.ends_with(&format!("\t{hostname}")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        std::fs::write(
-            entry.paths.hosts(),
-            format!("{hosts}{}\t{hostname}\n", att.endpoint.ip),
-        )?;
-        let rec = entry.update(|r| r.network = Some(att));
-        self.persist(entry, &rec);
-        Ok(())
-    }
-
     /// Reaps shims of ours that have ended.
     pub fn reap_shims(&self) {
         let mut pids = self.inner.shim_pids.lock().unwrap_or_else(|p| p.into_inner());

@@ -4,6 +4,7 @@
 use berth_api::container::{ContainerConfig, ContainerState, HostConfig, ZERO_TIME};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const RECORD_FILE: &str = "config.v2.json";
@@ -31,9 +32,12 @@ pub struct ContainerRecord {
     /// Stopped by `docker stop` (the restart policy waits for the next start).
     #[serde(default)]
     pub manually_stopped: bool,
-    /// Its place on the bridge network while it runs.
+    /// Its places on networks while it runs (the first is its `NetworkMode` network).
     #[serde(default)]
-    pub network: Option<crate::services::network::Attachment>,
+    pub networks: Vec<crate::services::network::Attachment>,
+    /// Per network: the aliases and address asked for (`--network-alias`, `--ip`, `connect`).
+    #[serde(default)]
+    pub endpoints_config: BTreeMap<String, super::networking::EndpointSettings>,
     /// Volumes, binds and tmpfs mounts (`-v`, `--mount`, `--volumes-from`, image VOLUMEs).
     #[serde(default)]
     pub mount_points: Vec<super::mounts::MountPoint>,
@@ -174,46 +178,62 @@ impl ContainerRecord {
         })
     }
 
-    /// Docker's `NetworkSettings`: the container's address on the bridge and its published ports.
+    /// Docker's `NetworkSettings`: the container's addresses on its networks (the top-level fields
+    /// are the default bridge's, as Docker shows them) and its published ports.
     fn network_settings(&self) -> Value {
         let mut ports = serde_json::Map::new();
         for p in self.config.exposed_ports.iter().flat_map(|m| m.keys()) {
             ports.insert(p.clone(), Value::Null);
         }
-        let (ip, gateway, prefix, mac, networks) = match &self.network {
-            Some(att) => {
-                for p in &att.ports {
-                    let key = format!("{}/{}", p.container_port, p.protocol);
-                    let entry = ports.entry(key).or_insert_with(|| json!([]));
-                    if !entry.is_array() {
-                        *entry = json!([]);
-                    }
-                    entry
-                        .as_array_mut()
-                        .expect("array")
-                        .push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+        let mut networks = serde_json::Map::new();
+        for att in &self.networks {
+            for p in &att.ports {
+                let key = format!("{}/{}", p.container_port, p.protocol);
+                let entry = ports.entry(key).or_insert_with(|| json!([]));
+                if !entry.is_array() {
+                    *entry = json!([]);
                 }
-                let e = &att.endpoint;
-                let net = json!({
-                    "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": e.mac_string(),
-                    "NetworkID": e.bridge, "EndpointID": e.host_veth, "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
-                    "IPAddress": e.ip.to_string(), "IPPrefixLen": e.prefix, "IPv6Gateway": "",
-                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null
-                });
-                (
-                    e.ip.to_string(),
-                    e.gateway.map(|g| g.to_string()).unwrap_or_default(),
-                    e.prefix,
-                    e.mac_string(),
-                    json!({"bridge": net}),
-                )
+                entry
+                    .as_array_mut()
+                    .expect("array")
+                    .push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
             }
-            None => (String::new(), String::new(), 0, String::new(), json!({})),
+            let e = &att.endpoint;
+            let mut dns_names = Vec::new();
+            if att.network != "bridge" {
+                dns_names.push(self.name.clone());
+                dns_names.push(self.short_id().to_string());
+                dns_names.extend(att.aliases.iter().cloned());
+            }
+            networks.insert(
+                att.network.clone(),
+                json!({
+                    "IPAMConfig": self.endpoints_config.get(&att.network).and_then(|s| s.ipv4.clone()).map(|ip| json!({"IPv4Address": ip})),
+                    "Links": null, "Aliases": if att.aliases.is_empty() { Value::Null } else { json!(att.aliases) },
+                    "MacAddress": e.mac_string(), "DriverOpts": null, "GwPriority": 0,
+                    "NetworkID": att.network_id, "EndpointID": att.endpoint_id,
+                    "Gateway": e.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    "IPAddress": e.ip.to_string(), "IPPrefixLen": e.prefix, "IPv6Gateway": "",
+                    "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                    "DNSNames": if dns_names.is_empty() { Value::Null } else { json!(dns_names) },
+                }),
+            );
+        }
+        let bridge = self.networks.iter().find(|a| a.network == "bridge");
+        let (ip, gateway, prefix, mac, endpoint_id) = match bridge {
+            Some(att) => (
+                att.endpoint.ip.to_string(),
+                att.endpoint.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                att.endpoint.prefix,
+                att.endpoint.mac_string(),
+                att.endpoint_id.clone(),
+            ),
+            None => (String::new(), String::new(), 0, String::new(), String::new()),
         };
         json!({
             "Bridge": "", "SandboxID": "", "SandboxKey": "", "Ports": ports, "HairpinMode": false,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "SecondaryIPAddresses": null,
-            "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": gateway, "GlobalIPv6Address": "",
+            "SecondaryIPv6Addresses": null, "EndpointID": endpoint_id, "Gateway": gateway, "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "", "MacAddress": mac,
             "Networks": networks
         })
@@ -222,7 +242,7 @@ impl ContainerRecord {
     /// Published ports as `GET /containers/json` lists them.
     fn port_list(&self) -> Value {
         let mut out = Vec::new();
-        if let Some(att) = &self.network {
+        for att in &self.networks {
             for p in &att.ports {
                 out.push(json!({"IP": p.host_ip, "PrivatePort": p.container_port, "PublicPort": p.host_port, "Type": p.protocol}));
             }
@@ -247,7 +267,7 @@ impl ContainerRecord {
             "State": self.state.status,
             "Status": self.status_text(),
             "HostConfig": {"NetworkMode": if self.host_config.network_mode.is_empty() { "bridge" } else { &self.host_config.network_mode }},
-            "NetworkSettings": {"Networks": {}},
+            "NetworkSettings": {"Networks": self.network_settings()["Networks"]},
             "Mounts": self.mounts_json(),
         })
     }
