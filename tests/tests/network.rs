@@ -484,3 +484,50 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// The berth CLI's own `-p`, `-P` and `port`, as docker's.
+#[test]
+fn berth_cli_publishes_ports_and_reports_them() {
+    let d = daemon_with_busybox();
+    let out = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "pub",
+        "-p",
+        "127.0.0.1::80",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    assert_success(&out, "berth run -p 127.0.0.1::80");
+    let out = d.berth(&["port", "pub", "80"]);
+    assert_success(&out, "berth port pub 80");
+    let addr = stdout(&out).trim().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(http_get(port).unwrap(), "hello\n");
+
+    let out = d.berth(&[
+        "run", "-d", "--name", "all", "--expose", "80", "-P", "busybox", "sh", "-c", HTTPD,
+    ]);
+    assert_success(&out, "berth run -P");
+    let out = d.berth(&["port", "all"]);
+    let line = stdout(&out).trim().to_string();
+    assert!(line.starts_with("80/tcp -> 0.0.0.0:"), "{line}");
+    let port: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(http_get(port).unwrap(), "hello\n");
+    let out = d.berth(&["port", "all", "81"]);
+    assert_failure(&out, "port of an unpublished port");
+    assert!(
+        stderr(&out).contains("No public port '81/tcp' published for all"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.berth(&["run", "--rm", "-p", "1:2:3:4", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    for c in ["pub", "all"] {
+        assert_success(&d.berth(&["rm", "-f", c]), "rm -f");
+    }
+}

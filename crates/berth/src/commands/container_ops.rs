@@ -30,6 +30,8 @@ pub enum OpsCommand {
     Stats(StatsArgs),
     /// Rename a container
     Rename(RenameArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(PortArgs),
 }
 
 pub async fn run(client: &Client, cmd: OpsCommand) -> Result<()> {
@@ -40,7 +42,60 @@ pub async fn run(client: &Client, cmd: OpsCommand) -> Result<()> {
         OpsCommand::Update(a) => update(client, a).await,
         OpsCommand::Stats(a) => stats(client, a).await,
         OpsCommand::Rename(a) => rename(client, a).await,
+        OpsCommand::Port(a) => port(client, a).await,
     }
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    #[arg(value_name = "CONTAINER")]
+    container: String,
+    /// PRIVATE_PORT[/PROTO]
+    #[arg(value_name = "PRIVATE_PORT")]
+    private_port: Option<String>,
+}
+
+/// `docker port`: `80/tcp -> 0.0.0.0:32768`, one line per published port.
+async fn port(client: &Client, a: PortArgs) -> Result<()> {
+    let c: serde_json::Value = client
+        .get(&format!("/containers/{}/json", a.container), &Query::default())
+        .await?;
+    let wanted = a.private_port.as_ref().map(|p| {
+        if p.contains('/') {
+            p.clone()
+        } else {
+            format!("{p}/tcp")
+        }
+    });
+    let mut lines = Vec::new();
+    if let Some(ports) = c["NetworkSettings"]["Ports"].as_object() {
+        for (key, bindings) in ports {
+            if wanted.as_ref().is_some_and(|w| w != key) {
+                continue;
+            }
+            for b in bindings.as_array().into_iter().flatten() {
+                let addr = format!(
+                    "{}:{}",
+                    b["HostIp"].as_str().unwrap_or_default(),
+                    b["HostPort"].as_str().unwrap_or_default()
+                );
+                lines.push(if wanted.is_some() {
+                    addr
+                } else {
+                    format!("{key} -> {addr}")
+                });
+            }
+        }
+    }
+    if lines.is_empty() {
+        if let Some(w) = wanted {
+            anyhow::bail!("No public port '{w}' published for {}", a.container);
+        }
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]

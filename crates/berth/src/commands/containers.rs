@@ -218,6 +218,9 @@ pub struct CreateFlags {
     /// Publish a container's port(s) to the host
     #[arg(short = 'p', long)]
     publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
     /// Connect a container to a network
     #[arg(long = "network", alias = "net")]
     network: Option<String>,
@@ -342,17 +345,79 @@ fn endpoints_config(f: &CreateFlags) -> Value {
     json!({ network: ep })
 }
 
+/// `8000-8002` -> 8000, 8001, 8002; `80` -> 80.
+fn port_range(s: &str) -> Result<Vec<u16>> {
+    let bad = || anyhow::anyhow!("invalid port range: {s}");
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a..=b).collect())
+}
+
+/// One `-p [ip:][hostPort:]containerPort[/proto]` (ranges allowed) as `PortBindings` entries.
+fn publish_spec(raw: &str) -> Result<Vec<(String, Value)>> {
+    let (spec, proto) = raw.rsplit_once('/').unwrap_or((raw, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        bail!("invalid proto: {proto}");
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [ip, h, c] => (*ip, *h, *c),
+        _ => bail!("invalid port format for --publish: {raw}"),
+    };
+    if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid IP address: {ip}");
+    }
+    let containers = port_range(container)?;
+    let hosts = if host.is_empty() {
+        Vec::new()
+    } else {
+        port_range(host)?
+    };
+    if !hosts.is_empty() && hosts.len() != containers.len() && hosts.len() != 1 {
+        bail!("invalid ranges specified for container and host Ports: {container} and {host}");
+    }
+    Ok(containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let host_port = match hosts.len() {
+                0 => String::new(),
+                1 if containers.len() > 1 => hosts[0].to_string(),
+                _ => hosts[i].to_string(),
+            };
+            (
+                format!("{c}/{proto}"),
+                json!({"HostIp": ip, "HostPort": host_port}),
+            )
+        })
+        .collect())
+}
+
 /// The `POST /containers/create` body for these flags, as the docker CLI builds it.
 fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
     let mut exposed = Map::new();
-    for p in f.expose.iter().chain(&f.publish) {
-        let port = p.rsplit(':').next().unwrap_or(p);
-        let port = if port.contains('/') {
-            port.to_string()
-        } else {
-            format!("{port}/tcp")
-        };
-        exposed.insert(port, json!({}));
+    for p in &f.expose {
+        let (ports, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+        for port in port_range(ports)? {
+            exposed.insert(format!("{port}/{proto}"), json!({}));
+        }
+    }
+    let mut bindings = Map::new();
+    for p in &f.publish {
+        for (key, binding) in publish_spec(p)? {
+            exposed.insert(key.clone(), json!({}));
+            bindings
+                .entry(key)
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+                .expect("array")
+                .push(binding);
+        }
     }
     let ulimits: Vec<Value> = f
         .ulimit
@@ -429,6 +494,8 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "ContainerIDFile": f.cidfile.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             "LogConfig": {"Type": f.log_driver.clone().unwrap_or_default(), "Config": key_values(&f.log_opt)},
             "NetworkMode": f.network.clone().unwrap_or_default(),
+            "PortBindings": bindings,
+            "PublishAllPorts": f.publish_all,
             "RestartPolicy": {"Name": restart_name, "MaximumRetryCount": retries},
             "AutoRemove": f.rm,
             "CapAdd": f.cap_add,
