@@ -387,3 +387,84 @@ fn rename_changes_the_name() {
     d.restart();
     assert_eq!(inspect(&d, "web3", "{{.Id}}"), id);
 }
+
+/// exec, attach and restart show in `docker events` as Docker names them.
+#[test]
+fn exec_attach_and_restart_events() {
+    let d = Daemon::start();
+    d.import_busybox();
+    assert_success(
+        &d.docker(&["run", "--name", "fg", "busybox", "true"]),
+        "run (attached)",
+    );
+    assert_success(
+        &d.docker(&["run", "-d", "--name", "ev", "busybox", "sleep", "60"]),
+        "run -d",
+    );
+    let out = d.docker(&["exec", "ev", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_success(&d.docker(&["restart", "-t", "0", "ev"]), "restart");
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let out = d.docker(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}|{{.Actor.Attributes.name}}|{{.Actor.Attributes.exitCode}}",
+    ]);
+    let text = stdout(&out);
+    for line in [
+        "attach|fg|<no value>",
+        "exec_create: sh -c exit 3|ev|<no value>",
+        "exec_start: sh -c exit 3|ev|<no value>",
+        "exec_die|ev|3",
+        "restart|ev|<no value>",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "event {line:?} missing from:\n{text}"
+        );
+    }
+    assert_success(&d.docker(&["rm", "-f", "ev", "fg"]), "rm");
+}
+
+/// `ps -s`: the container's own bytes and, with its image, the virtual size.
+#[test]
+fn ps_size_counts_the_containers_own_files() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let out = d.docker(&[
+        "run",
+        "--name",
+        "writer",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/blob",
+        "bs=1024",
+        "count=100",
+    ]);
+    assert_success(&out, "write 100 KiB into the root");
+    let (status, list) = d.api_json("GET", "/v1.44/containers/json?all=1&size=1", b"");
+    assert_eq!(status, 200);
+    let c = &list[0];
+    let rw = c["SizeRw"].as_i64().unwrap();
+    assert!((102400..102400 + 65536).contains(&rw), "{c}");
+    assert!(
+        c["SizeRootFs"].as_i64().unwrap() > rw + 500_000,
+        "the image counts too: {c}"
+    );
+    let out = d.docker(&["ps", "-as", "--format", "{{.Size}}"]);
+    assert!(stdout(&out).contains("kB (virtual "), "{}", stdout(&out));
+    let (_, plain) = d.api_json("GET", "/v1.44/containers/json?all=1", b"");
+    assert!(plain[0].get("SizeRw").is_none(), "sizes only when asked for");
+}

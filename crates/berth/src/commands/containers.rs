@@ -898,18 +898,30 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<()> {
                 "RunningFor": crate::units::since(c["Created"].as_i64().unwrap_or(0)),
                 "Status": c["Status"],
                 "State": c["State"],
-                "Ports": "",
+                "Ports": ports_text(&c["Ports"]),
                 "Names": names.join(","),
                 "Labels": c["Labels"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",")).unwrap_or_default(),
-                "Size": "0B",
-                "Mounts": "",
-                "Networks": "",
+                "Size": format!(
+                    "{} (virtual {})",
+                    crate::units::human_size(c["SizeRw"].as_f64().unwrap_or(0.0)),
+                    crate::units::human_size(c["SizeRootFs"].as_f64().unwrap_or(0.0))
+                ),
+                "Mounts": c["Mounts"].as_array().map(|m| m.iter().map(|m| {
+                    let name = m["Name"].as_str().filter(|n| !n.is_empty()).or(m["Source"].as_str()).unwrap_or("");
+                    if a.no_trunc { name.to_string() } else { name.chars().take(15).collect::<String>() }
+                }).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                "Networks": c["NetworkSettings"]["Networks"].as_object().map(|n| n.keys().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default(),
             })
         })
         .collect();
+    let table = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
     print_rows(
         a.format.as_deref(),
-        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}",
+        table,
         &rows,
         &[
             ("ID", "CONTAINER ID"),
@@ -927,6 +939,24 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<()> {
             ("Networks", "NETWORKS"),
         ],
     )
+}
+
+/// `docker ps`'s PORTS column: `0.0.0.0:8080->80/tcp, 443/tcp`.
+fn ports_text(ports: &Value) -> String {
+    let mut out: Vec<String> = ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let private = format!("{}/{}", p["PrivatePort"], p["Type"].as_str().unwrap_or("tcp"));
+            match p["PublicPort"].as_u64() {
+                Some(public) => format!("{}:{public}->{private}", p["IP"].as_str().unwrap_or("0.0.0.0")),
+                None => private,
+            }
+        })
+        .collect();
+    out.dedup();
+    out.join(", ")
 }
 
 #[derive(Debug, Args)]

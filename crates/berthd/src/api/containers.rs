@@ -83,10 +83,17 @@ async fn list(State(d): State<AppState>, RawQuery(q): RawQuery) -> ApiResult {
     let q = query(q);
     let filters = Filters::parse(q.get("filters")).map_err(ApiError::bad_request)?;
     let limit = q.int("limit").or_else(|| q.bool("latest").then_some(1));
-    Ok(json(
-        StatusCode::OK,
-        &d.containers.list(q.bool("all"), limit, &filters)?,
-    ))
+    let mut list = d.containers.list(q.bool("all"), limit, &filters)?;
+    if q.bool("size") {
+        let svc = d.containers.clone();
+        list = tokio::task::spawn_blocking(move || {
+            svc.add_sizes(&mut list);
+            list
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    }
+    Ok(json(StatusCode::OK, &list))
 }
 
 async fn inspect(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult {

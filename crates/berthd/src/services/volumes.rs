@@ -455,7 +455,7 @@ fn random_name() -> String {
 }
 
 /// Sum of the sizes of the regular files below `dir`, not following symlinks.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

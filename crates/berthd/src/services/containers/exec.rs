@@ -34,6 +34,8 @@ pub struct ExecEntry {
     pub container_id: String,
     pub config: ExecConfig,
     state: Mutex<ExecState>,
+    /// Publishes `exec_die` with the exit code.
+    on_exit: Box<dyn Fn(i64) + Send + Sync>,
 }
 
 impl ExecEntry {
@@ -49,9 +51,12 @@ impl ExecEntry {
             .strip_prefix("EXIT ")
             .and_then(|c| c.trim().parse().ok())
             .unwrap_or(-1);
-        let mut s = self.state();
-        s.running = false;
-        s.exit_code = Some(code);
+        {
+            let mut s = self.state();
+            s.running = false;
+            s.exit_code = Some(code);
+        }
+        (self.on_exit)(code);
     }
 
     /// `GET /exec/{id}/json`.
@@ -100,11 +105,25 @@ impl ContainerService {
             return Err(ContainerError::Invalid("No exec command specified".into()));
         }
         let id = super::random_id();
+        let command = config.cmd.join(" ");
+        self.emit(
+            &rec,
+            &format!("exec_create: {command}"),
+            &[("execID", id.clone())],
+        );
+        let (svc, exec_rec, exec_id) = (self.clone(), rec.clone(), id.clone());
         let exec = Arc::new(ExecEntry {
             id: id.clone(),
             container_id: rec.id,
             config,
             state: Mutex::new(ExecState::default()),
+            on_exit: Box::new(move |code| {
+                svc.emit(
+                    &exec_rec,
+                    "exec_die",
+                    &[("execID", exec_id.clone()), ("exitCode", code.to_string())],
+                )
+            }),
         });
         self.inner
             .execs
@@ -137,6 +156,11 @@ impl ContainerService {
         }
         let entry = self.resolve(&exec.container_id)?;
         let rec = entry.record();
+        self.emit(
+            &rec,
+            &format!("exec_start: {}", exec.config.cmd.join(" ")),
+            &[("execID", exec.id.clone())],
+        );
         let spec: Value = std::fs::read(entry.paths.dir.join("config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())

@@ -691,6 +691,7 @@ impl ContainerService {
         let entry = self.resolve(name)?;
         let _op = entry.op.lock().await;
         let rec = entry.record();
+        self.emit(&rec, "attach", &[]);
         if rec.state.running {
             let s = shim::attach(&entry.paths.shim, stdin, stdout, stderr).await?;
             return Ok((rec, AttachSource::Now(s)));
@@ -805,7 +806,9 @@ impl ContainerService {
                 Err(e) => return Err(e),
             }
         }
-        self.start(&entry.id).await
+        self.start(&entry.id).await?;
+        self.emit(&entry.record(), "restart", &[]);
+        Ok(())
     }
 
     /// `DELETE /containers/{id}`; `remove_volumes` (`-v`) also removes its anonymous volumes.
@@ -935,6 +938,25 @@ impl ContainerService {
             out.truncate(n as usize);
         }
         Ok(out)
+    }
+
+    /// Fills `SizeRw` (the container's own files) and `SizeRootFs` (with its image) into list
+    /// entries, as `ps -s` asks; walks the upper directories, so it is blocking work.
+    pub fn add_sizes(&self, list: &mut [Value]) {
+        for c in list.iter_mut() {
+            let Some(entry) = c["Id"].as_str().and_then(|id| self.resolve(id).ok()) else {
+                continue;
+            };
+            let rw = crate::services::volumes::dir_size(&entry.paths.upper()) as i64;
+            let image = self
+                .inner
+                .images
+                .resolve(&entry.record().image_id)
+                .map(|i| i.record.size as i64)
+                .unwrap_or(0);
+            c["SizeRw"] = rw.into();
+            c["SizeRootFs"] = (rw + image).into();
+        }
     }
 
     pub fn inspect(&self, name: &str) -> Result<Value> {
