@@ -413,3 +413,40 @@ fn a_fixed_address_with_ip_and_dns_after_a_daemon_restart() {
     names.sort();
     assert_eq!(names, ["bridge", "host", "none"]);
 }
+
+#[test]
+fn network_container_mode_shares_the_other_containers_network() {
+    let d = daemon_with_busybox();
+    docker_ok(&d, &["run", "-d", "--name", "base", "busybox", "sh", "-c", HTTPD]);
+    let ip = ip_on(&d, "base", "bridge");
+    let out = docker(
+        &d,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "container:base",
+            "busybox",
+            "sh",
+            "-c",
+            "timeout 5 wget -qO- http://127.0.0.1/; ip -o -4 addr show eth0",
+        ],
+    );
+    assert_success(&out, "run in base's network namespace");
+    let text = stdout(&out);
+    assert!(text.starts_with("hello\n"), "{text}");
+    assert!(text.contains(&format!("inet {ip}/")), "{text}");
+    let (status, v) = d.api_json(
+        "POST",
+        "/v1.44/containers/create",
+        br#"{"Image": "busybox", "HostConfig": {"NetworkMode": "container:nosuch"}}"#,
+    );
+    assert_eq!(status, 404, "{v}");
+    docker_ok(&d, &["stop", "-t", "0", "base"]);
+    let out = docker(
+        &d,
+        &["run", "--rm", "--network", "container:base", "busybox", "true"],
+    );
+    assert_failure(&out, "joining a stopped container's network");
+    assert!(stderr(&out).contains("non running container"), "{}", stderr(&out));
+}

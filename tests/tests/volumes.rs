@@ -549,3 +549,37 @@ fn berth_cli_manages_volumes() {
     assert!(stderr(&out).contains("no such volume"), "{}", stderr(&out));
     assert!(!Path::new(&d.root().join("volumes/v1")).exists());
 }
+
+#[test]
+fn an_images_volume_becomes_an_anonymous_volume_with_its_content() {
+    let d = daemon_with_busybox();
+    let tar = berth_tests::busybox_rootfs().to_str().unwrap().to_string();
+    let out = d.berth(&[
+        "import",
+        "--change",
+        "VOLUME /etc",
+        "--change",
+        "CMD [\"sh\"]",
+        &tar,
+        "withvol",
+    ]);
+    assert_success(&out, "import with VOLUME");
+    let out = d.docker(&["run", "--name", "uses", "withvol", "cat", "/etc/passwd"]);
+    assert_success(&out, "run an image with a VOLUME");
+    assert!(stdout(&out).starts_with("root:"));
+    let out = d.docker(&[
+        "inspect",
+        "-f",
+        "{{range .Mounts}}{{.Type}} {{.Destination}} {{len .Name}}{{end}}",
+        "uses",
+    ]);
+    assert_eq!(stdout(&out).trim(), "volume /etc 64");
+    // A bind over the same path wins over the image's VOLUME.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("passwd"), "mine\n").unwrap();
+    let spec = format!("{}:/etc", host.path().display());
+    let out = d.docker(&["run", "--rm", "-v", &spec, "withvol", "cat", "/etc/passwd"]);
+    assert_eq!(stdout(&out), "mine\n");
+    assert_success(&d.docker(&["rm", "-v", "uses"]), "rm -v");
+    assert!(volume_names(&d).is_empty(), "{:?}", volume_names(&d));
+}

@@ -53,7 +53,10 @@ impl ImageStore {
         };
         for l in layers {
             if !self.content.contains(&l.blob.digest) {
-                return Err(ImageError::invalid(format!("layer blob {} is not in the content store", l.blob.digest)));
+                return Err(ImageError::invalid(format!(
+                    "layer blob {} is not in the content store",
+                    l.blob.digest
+                )));
             }
             diff_ids.push(l.diff_id.clone());
             blobs.push(l.blob.clone());

@@ -6,21 +6,22 @@
 mod archive;
 pub mod config;
 pub mod content;
+pub mod derive;
 pub mod digest;
 pub mod error;
-pub mod derive;
 mod import;
 pub mod layer;
 pub mod layers;
 pub mod manifest;
 pub mod meta;
+pub mod pull;
 pub mod reference;
 mod store;
 
 pub use config::{ContainerConfig, ImageConfig};
+pub use derive::DerivedLayer;
 pub use digest::{Digest, DigestError, DigestReader, DigestWriter};
 pub use error::{ErrorKind, ImageError, Result};
-pub use derive::DerivedLayer;
 pub use import::ImportOptions;
 pub use reference::{Reference, ReferenceError};
 pub use store::{DeleteItem, ImageInfo, ImageStore};

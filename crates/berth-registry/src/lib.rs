@@ -6,6 +6,7 @@
 //! ([`config`]).
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod gc;

@@ -21,6 +21,8 @@ pub struct Client {
     host: String,
     socket: PathBuf,
     version: ApiVersion,
+    /// Sent with every request (`X-Registry-Auth` for pull and push).
+    extra_headers: Vec<(&'static str, String)>,
 }
 
 /// The daemon answered with an error status; the CLI prints it as Docker does.
@@ -42,6 +44,7 @@ impl Client {
             host: host.to_string(),
             socket,
             version: CURRENT,
+            extra_headers: Vec::new(),
         };
         let mut resp = client.send(Method::HEAD, "/_ping", empty(), None).await?;
         if resp.status() == StatusCode::NOT_FOUND || resp.status() == StatusCode::METHOD_NOT_ALLOWED {
@@ -59,6 +62,13 @@ impl Client {
 
     pub fn version(&self) -> ApiVersion {
         self.version
+    }
+
+    /// A client that adds `name: value` to its requests.
+    pub fn with_header(&self, name: &'static str, value: String) -> Client {
+        let mut c = self.clone();
+        c.extra_headers.push((name, value));
+        c
     }
 
     async fn send(
@@ -92,6 +102,9 @@ impl Client {
         let mut req = Request::builder().method(method).uri(uri).header("Host", "api");
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
+        }
+        for (name, value) in &self.extra_headers {
+            req = req.header(*name, value.as_str());
         }
         if upgrade {
             req = req.header("Connection", "Upgrade").header("Upgrade", "tcp");

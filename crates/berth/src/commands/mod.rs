@@ -1,11 +1,14 @@
 //! Command definitions (clap) and dispatch. Names and flags follow the docker CLI.
 
+mod build;
+mod commit;
 mod container_files;
 mod container_ops;
 mod containers;
 mod images;
 mod mount_flag;
 mod networks;
+mod registry;
 mod system;
 mod volumes;
 
@@ -65,6 +68,10 @@ enum Command {
     Info(system::InfoArgs),
     /// List images
     Images(images::ListArgs),
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
     /// Manage images
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -82,6 +89,14 @@ enum Command {
     Load(images::LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(images::ImportArgs),
+    /// Download an image from a registry
+    Pull(registry::PullArgs),
+    /// Upload an image to a registry
+    Push(registry::PushArgs),
+    /// Log in to a registry
+    Login(registry::LoginArgs),
+    /// Log out from a registry
+    Logout(registry::LogoutArgs),
     /// Manage Berth
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -155,6 +170,8 @@ pub async fn run(cli: Cli) -> i32 {
             }
             Command::Container(c) => containers::run_container_command(&client, c).await,
             Command::Images(a) => images::list(&client, &a).await,
+            Command::Build(a) => build::build(&client, &a).await,
+            Command::Commit(a) => commit::commit(&client, &a).await,
             Command::Image(c) => images::run(&client, c).await,
             Command::Inspect(a) => images::inspect(&client, &a, true).await,
             Command::History(a) => images::history(&client, &a).await,
@@ -163,6 +180,10 @@ pub async fn run(cli: Cli) -> i32 {
             Command::Save(a) => images::save(&client, &a).await,
             Command::Load(a) => images::load(&client, &a).await,
             Command::Import(a) => images::import(&client, &a).await,
+            Command::Pull(a) => registry::pull(&client, &a).await,
+            Command::Push(a) => registry::push(&client, &a).await,
+            Command::Login(a) => registry::login(&client, &a).await,
+            Command::Logout(a) => registry::logout(&a).await,
             Command::System(c) => system::run(&client, c).await,
             Command::Volume(c) => volumes::run(&client, c).await,
             Command::Network(c) => networks::run(&client, c).await,

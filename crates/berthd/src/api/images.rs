@@ -36,7 +36,10 @@ async fn list(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let q = Query::parse(q.as_deref());
-    Ok(json(StatusCode::OK, &d.images.list(filters(&q)?, v).await?))
+    Ok(json(
+        StatusCode::OK,
+        &d.images.list(filters(&q)?, v, q.bool("all")).await?,
+    ))
 }
 
 /// Image names contain slashes (`localhost:5000/a/b`), so the action is the last path segment.
@@ -52,7 +55,12 @@ async fn get_image(State(d): State<AppState>, Path(rest): Path<String>) -> ApiRe
     }
 }
 
-async fn post_image(State(d): State<AppState>, Path(rest): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
+async fn post_image(
+    State(d): State<AppState>,
+    Path(rest): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+) -> ApiResult {
     let q = Query::parse(q.as_deref());
     if let Some(name) = rest.strip_suffix("/tag") {
         let repo = q
@@ -60,11 +68,8 @@ async fn post_image(State(d): State<AppState>, Path(rest): Path<String>, RawQuer
             .ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
         d.images.tag(name, repo, q.get("tag")).await?;
         Ok(StatusCode::CREATED.into_response())
-    } else if rest.ends_with("/push") {
-        Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "pushing to registries is not available in berthd yet",
-        ))
+    } else if let Some(name) = rest.strip_suffix("/push") {
+        super::distribution::push(d, name, &q, &headers).await
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "page not found"))
     }
@@ -161,15 +166,15 @@ async fn load(State(d): State<AppState>, body: Body) -> ApiResult {
 }
 
 /// `POST /images/create`: `fromSrc=-` imports the body as a rootfs; `fromImage` pulls.
-async fn create(State(d): State<AppState>, RawQuery(q): RawQuery, body: Body) -> ApiResult {
+async fn create(
+    State(d): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> ApiResult {
     let q = Query::parse(q.as_deref());
-    if let Some(image) = q.non_empty("fromImage") {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            format!(
-                "pulling {image} is not possible: berthd has no registry client yet; use `load` or `import`"
-            ),
-        ));
+    if q.non_empty("fromImage").is_some() {
+        return super::distribution::pull(d, &q, &headers).await;
     }
     match q.non_empty("fromSrc") {
         Some("-") => {}

@@ -1,9 +1,12 @@
 //! The Docker Engine API over HTTP: routing, version negotiation, errors in Docker's shape.
 //! Handlers translate between HTTP and the services; they hold no logic of their own.
 
+mod build;
+mod commit;
 mod container_files;
 mod container_ops;
 mod containers;
+mod distribution;
 mod events;
 mod images;
 mod networks;
@@ -42,6 +45,9 @@ fn router(daemon: AppState) -> Router {
     Router::new()
         .merge(system::routes())
         .merge(images::routes())
+        .merge(distribution::routes())
+        .merge(build::routes())
+        .merge(commit::routes())
         .merge(containers::routes())
         .merge(container_files::routes())
         .merge(container_ops::routes())

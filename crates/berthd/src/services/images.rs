@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 pub struct ImageService {
-    store: Arc<ImageStore>,
+    pub(crate) store: Arc<ImageStore>,
     events: Arc<super::events::EventBus>,
 }
 
@@ -25,7 +25,9 @@ impl ImageService {
         self.events.publish("image", action, id, attrs);
     }
 
-    pub async fn list(&self, filters: Filters, version: ApiVersion) -> Result<Vec<ImageSummary>> {
+    /// `GET /images/json`. Without `all`, untagged images whose layers another image builds on
+    /// (the builder's step images) are hidden, as Docker hides intermediate images.
+    pub async fn list(&self, filters: Filters, version: ApiVersion, all: bool) -> Result<Vec<ImageSummary>> {
         filters
             .only(&["reference", "dangling", "label", "before", "since", "until"])
             .map_err(ImageError::Invalid)?;
@@ -48,6 +50,28 @@ impl ImageService {
         let before = bound("before")?;
         let since = bound("since")?;
         let mut images = blocking(move || store.list()).await?;
+        if !all {
+            let chains: Vec<Vec<String>> = images
+                .iter()
+                .map(|i| i.record.layers.iter().map(|l| l.chain_id.to_string()).collect())
+                .collect();
+            let tagged: Vec<bool> = images.iter().map(|i| !i.refs.is_empty()).collect();
+            let intermediate: Vec<bool> = (0..images.len())
+                .map(|i| {
+                    !tagged[i]
+                        && (0..images.len()).any(|j| {
+                            j != i
+                                && chains[j].starts_with(&chains[i])
+                                && (chains[j].len() > chains[i].len() || tagged[j])
+                        })
+                })
+                .collect();
+            let mut k = 0;
+            images.retain(|_| {
+                k += 1;
+                !intermediate[k - 1]
+            });
+        }
         let patterns = filters.get("reference");
         images.retain_mut(|i| {
             let created = i.config.created_unix();

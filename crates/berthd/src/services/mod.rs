@@ -1,7 +1,9 @@
 //! Daemon services: the layer between the HTTP API and the low-level crates. Each service owns
 //! one kind of object and speaks in API types, never in HTTP.
 
+pub mod build;
 pub mod containers;
+pub mod distribution;
 pub mod events;
 pub mod images;
 pub mod network;
@@ -15,6 +17,7 @@ use std::sync::Arc;
 pub struct Daemon {
     pub config: Config,
     pub images: images::ImageService,
+    pub build: build::BuildService,
     pub containers: containers::ContainerService,
     pub events: Arc<events::EventBus>,
     pub network: network::NetworkService,
@@ -53,6 +56,8 @@ impl Daemon {
         .await
         .context("loading containers")?;
         Ok(Daemon {
+            build: build::BuildService::open(&config.root, store.clone())
+                .context("opening the build cache")?,
             images: images::ImageService::new(store, events.clone()),
             containers,
             events,

@@ -384,32 +384,42 @@ impl ContainerService {
             )));
         }
         let paths = entry.paths.clone();
-        {
+        let prepared = {
             let (rec, paths) = (rec.clone(), paths.clone());
             let cgroup = format!("{}/{}", self.inner.cgroup_parent, rec.id);
+            let shared_netns = self.shared_netns(&rec, &paths);
             let svc = self.clone();
-            blocking(move || {
-                mount_rootfs(&rec, &paths)?;
-                if let Err(e) = svc.ready_volumes(&rec, &paths.rootfs()) {
-                    let _ = unmount(&paths.rootfs());
-                    return Err(e);
-                }
-                let spec = spec::build(&rec, &paths, &cgroup).map_err(ContainerError::Invalid);
-                let spec = match spec {
-                    Ok(s) => s,
-                    Err(e) => {
-                        svc.unmount_volumes(&rec);
+            async move {
+                let shared_netns = shared_netns?;
+                blocking(move || {
+                    mount_rootfs(&rec, &paths)?;
+                    if let Err(e) = svc.ready_volumes(&rec, &paths.rootfs()) {
                         let _ = unmount(&paths.rootfs());
                         return Err(e);
                     }
-                };
-                berth_image::content::write_atomic(
-                    &paths.dir.join("config.json"),
-                    &serde_json::to_vec_pretty(&spec).expect("spec"),
-                )
-                .map_err(ContainerError::from)
-            })
-            .await?;
+                    let spec = spec::build(&rec, &paths, &cgroup, shared_netns.as_deref())
+                        .map_err(ContainerError::Invalid);
+                    let spec = match spec {
+                        Ok(s) => s,
+                        Err(e) => {
+                            svc.unmount_volumes(&rec);
+                            let _ = unmount(&paths.rootfs());
+                            return Err(e);
+                        }
+                    };
+                    berth_image::content::write_atomic(
+                        &paths.dir.join("config.json"),
+                        &serde_json::to_vec_pretty(&spec).expect("spec"),
+                    )
+                    .map_err(ContainerError::from)
+                })
+                .await
+            }
+        }
+        .await;
+        if let Err(e) = prepared {
+            self.start_failed(&entry);
+            return Err(e);
         }
         if let Err(e) = self.spawn_shim(&rec, &paths).await {
             self.unmount_volumes(&rec);

@@ -72,6 +72,9 @@ impl ContainerService {
     /// At create: the networks named must exist, and addresses asked for must be addresses.
     pub(super) fn check_networks(&self, req: &CreateRequest) -> Result<()> {
         let mode = spec::network_mode(&req.host_config);
+        if let Some(other) = mode.strip_prefix("container:") {
+            self.resolve(other)?;
+        }
         if !is_special(mode) && mode != "bridge" {
             self.inner.network.get(mode)?;
         }
@@ -85,6 +88,42 @@ impl ContainerService {
             }
         }
         Ok(())
+    }
+
+    /// `--network container:<name>`: the other container's network namespace, and its hosts and
+    /// resolv.conf (copied, as the container sees the same network).
+    pub(super) fn shared_netns(
+        &self,
+        rec: &ContainerRecord,
+        paths: &super::Paths,
+    ) -> Result<Option<std::path::PathBuf>> {
+        let Some(other) = spec::network_mode(&rec.host_config).strip_prefix("container:") else {
+            return Ok(None);
+        };
+        let entry = self.resolve(other)?;
+        let o = entry.record();
+        if !o.state.running || o.state.pid <= 0 {
+            return Err(ContainerError::Conflict(format!(
+                "cannot join network namespace of a non running container: {}",
+                o.id
+            )));
+        }
+        if o.id == rec.id {
+            return Err(ContainerError::Invalid(
+                "cannot join own network namespace".into(),
+            ));
+        }
+        for (from, to) in [
+            (entry.paths.hosts(), paths.hosts()),
+            (entry.paths.resolv_conf(), paths.resolv_conf()),
+        ] {
+            // In place: the file is bind-mounted into the container.
+            std::fs::write(&to, std::fs::read(&from)?)?;
+        }
+        Ok(Some(std::path::PathBuf::from(format!(
+            "/proc/{}/ns/net",
+            o.state.pid
+        ))))
     }
 
     /// The networks to join at start, primary first.

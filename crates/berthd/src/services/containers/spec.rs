@@ -454,7 +454,13 @@ fn init_binary() -> Result<PathBuf, String> {
 }
 
 /// The OCI runtime spec for a container whose rootfs is mounted at `paths.rootfs()`.
-pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value, String> {
+/// `shared_netns`: the network namespace to join (`--network container:<name>`).
+pub fn build(
+    rec: &ContainerRecord,
+    paths: &Paths,
+    cgroup: &str,
+    shared_netns: Option<&Path>,
+) -> Result<Value, String> {
     let host = &rec.host_config;
     let config = &rec.config;
     let hostname = if config.hostname.is_empty() {
@@ -518,8 +524,10 @@ pub fn build(rec: &ContainerRecord, paths: &Paths, cgroup: &str) -> Result<Value
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if network_mode(host) != "host" {
-        namespaces.push(json!({"type": "network"}));
+    match shared_netns {
+        Some(path) => namespaces.push(json!({"type": "network", "path": path})),
+        None if network_mode(host) != "host" => namespaces.push(json!({"type": "network"})),
+        None => {}
     }
     let mut linux = json!({
         "namespaces": namespaces,

@@ -1,0 +1,208 @@
+//! Blobs: HEAD, resumable GET into a file (verified), uploads (monolithic PATCH + PUT) and
+//! cross-repository mounts.
+
+use super::error::{from_response, ClientError, ErrorKind};
+use super::Repository;
+use futures::StreamExt;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
+
+/// Called with the bytes transferred so far.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+/// How often a broken download is resumed before giving up.
+const RESUME_ATTEMPTS: usize = 5;
+
+impl Repository {
+    /// Whether the repository has the blob (`HEAD`).
+    pub async fn has_blob(&self, digest: &str) -> Result<bool, ClientError> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let resp = self
+            .request(Method::HEAD, &url)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(from_response(resp).await),
+        }
+    }
+
+    /// Downloads a blob into `dest` (appending to what is there: a resumed download), verifying
+    /// its digest. A dropped connection continues with a `Range` request.
+    pub async fn fetch_blob(
+        &self,
+        digest: &str,
+        dest: &Path,
+        progress: Progress<'_>,
+    ) -> Result<u64, ClientError> {
+        let url = self.url(&format!("blobs/{digest}"));
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dest)
+            .await
+            .map_err(|e| ClientError::io(&dest.display().to_string(), e))?;
+        let mut hasher = Sha256::new();
+        let mut have: u64 = 0;
+        let existing = tokio::fs::read(dest).await.unwrap_or_default();
+        if !existing.is_empty() {
+            hasher.update(&existing);
+            have = existing.len() as u64;
+        }
+        drop(existing);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self.request(Method::GET, &url);
+            if have > 0 {
+                req = req.header(RANGE, format!("bytes={have}-"));
+            }
+            let result: Result<(), ClientError> = async {
+                let resp = req.send().await.map_err(|e| ClientError::transport(&url, e))?;
+                match resp.status() {
+                    StatusCode::PARTIAL_CONTENT => {}
+                    StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => return Ok(()),
+                    s if s.is_success() => {
+                        if have > 0 {
+                            // The server ignored the range: start over.
+                            file.set_len(0)
+                                .await
+                                .map_err(|e| ClientError::io("truncating", e))?;
+                            hasher = Sha256::new();
+                            have = 0;
+                        }
+                    }
+                    _ => return Err(from_response(resp).await),
+                }
+                let mut body = resp.bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| ClientError::transport(&url, e))?;
+                    file.write_all(&chunk)
+                        .await
+                        .map_err(|e| ClientError::io(&dest.display().to_string(), e))?;
+                    hasher.update(&chunk);
+                    have += chunk.len() as u64;
+                    progress(have);
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => break,
+                Err(e) if e.kind == ErrorKind::Transport && attempt < RESUME_ATTEMPTS => {
+                    tracing::info!(%digest, have, error = %e, "blob download interrupted; resuming");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        file.flush().await.map_err(|e| ClientError::io("flushing", e))?;
+        let got = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if got != digest {
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(ClientError::new(
+                ErrorKind::Protocol,
+                format!("filesystem layer verification failed for digest {digest}"),
+            ));
+        }
+        Ok(have)
+    }
+
+    /// Asks the registry to mount `digest` from repository `from`; true when it did (201).
+    pub async fn mount_blob(&self, digest: &str, from: &str) -> Result<bool, ClientError> {
+        let url = self.url("blobs/uploads/");
+        let resp = self
+            .request(Method::POST, &url)
+            .query(&[("mount", digest), ("from", from)])
+            .header(CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            // 202: the registry opened an ordinary upload instead; let it expire.
+            StatusCode::ACCEPTED => {
+                if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+                    let _ = self.request(Method::DELETE, &self.absolute(loc)).send().await;
+                }
+                Ok(false)
+            }
+            _ => Err(from_response(resp).await),
+        }
+    }
+
+    /// Uploads the file `src` as blob `digest`: POST a session, PATCH the content as one stream,
+    /// PUT `?digest=`.
+    pub async fn upload_blob(
+        &self,
+        digest: &str,
+        src: &Path,
+        progress: std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<(), ClientError> {
+        let url = self.url("blobs/uploads/");
+        let resp = self
+            .request(Method::POST, &url)
+            .header(CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(from_response(resp).await);
+        }
+        let location = self.location(&resp)?;
+        let file = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| ClientError::io(&src.display().to_string(), e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| ClientError::io(&src.display().to_string(), e))?
+            .len();
+        let mut sent = 0u64;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 16).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                sent += c.len() as u64;
+                progress(sent);
+            }
+            chunk
+        });
+        let resp = self
+            .request(Method::PATCH, &location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size.to_string())
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&location, e))?;
+        if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::NO_CONTENT {
+            return Err(from_response(resp).await);
+        }
+        let location = self.location(&resp).unwrap_or(location);
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{sep}digest={digest}");
+        let resp = self
+            .request(Method::PUT, &put)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, "0")
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&location, e))?;
+        if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
+            return Err(from_response(resp).await);
+        }
+        Ok(())
+    }
+
+    fn location(&self, resp: &reqwest::Response) -> Result<String, ClientError> {
+        resp.headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| self.absolute(l))
+            .ok_or_else(|| ClientError::new(ErrorKind::Protocol, "upload answer has no Location"))
+    }
+}

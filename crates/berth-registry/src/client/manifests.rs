@@ -1,0 +1,146 @@
+//! Manifests: GET/HEAD with Accept negotiation (as dockerd 20.10 sends it), PUT, digest checks.
+
+use super::error::{from_response, ClientError, ErrorKind};
+use super::Repository;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Method;
+use sha2::{Digest as _, Sha256};
+
+/// The Accept header dockerd sends for manifests.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.list.v2+json,\
+application/vnd.docker.distribution.manifest.v2+json,\
+application/vnd.oci.image.index.v1+json,\
+application/vnd.oci.image.manifest.v1+json,\
+application/json";
+
+/// Manifests larger than this are refused (distribution's own limit is 4 MiB).
+const MAX_MANIFEST: usize = 4 << 20;
+
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    /// `sha256:<hex>` of `bytes`.
+    pub digest: String,
+}
+
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+impl Repository {
+    /// Fetches a manifest by tag or digest. A digest reference is verified against the bytes.
+    pub async fn get_manifest(&self, reference: &str) -> Result<FetchedManifest, ClientError> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let resp = self
+            .request(Method::GET, &url)
+            .header(ACCEPT, MANIFEST_ACCEPT)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?;
+        if !resp.status().is_success() {
+            return Err(from_response(resp).await);
+        }
+        let header_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
+        if resp.content_length().is_some_and(|n| n as usize > MAX_MANIFEST) {
+            return Err(ClientError::new(ErrorKind::Protocol, "manifest too large"));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?
+            .to_vec();
+        if bytes.len() > MAX_MANIFEST {
+            return Err(ClientError::new(ErrorKind::Protocol, "manifest too large"));
+        }
+        let digest = sha256_digest(&bytes);
+        if reference.starts_with("sha256:") && reference != digest {
+            return Err(ClientError::new(
+                ErrorKind::Protocol,
+                format!("manifest verification failed for digest {reference}"),
+            ));
+        }
+        // The manifest's own mediaType wins over a generic Content-Type (application/json).
+        let embedded = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(String::from));
+        let media_type = match (embedded, header_type) {
+            (Some(m), _) => m,
+            (None, Some(h)) if h != "application/json" && !h.starts_with("text/") => h,
+            (None, _) => guess_media_type(&bytes),
+        };
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// `HEAD` on a manifest: its digest when it exists.
+    pub async fn head_manifest(&self, reference: &str) -> Result<Option<String>, ClientError> {
+        let url = self.url(&format!("manifests/{reference}"));
+        let resp = self
+            .request(Method::HEAD, &url)
+            .header(ACCEPT, MANIFEST_ACCEPT)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?;
+        match resp.status() {
+            s if s.is_success() => Ok(resp
+                .headers()
+                .get("Docker-Content-Digest")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(from_response(resp).await),
+        }
+    }
+
+    /// Uploads a manifest under `reference` (a tag or its digest); returns its digest.
+    pub async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, ClientError> {
+        let digest = sha256_digest(&bytes);
+        let url = self.url(&format!("manifests/{reference}"));
+        let resp = self
+            .request(Method::PUT, &url)
+            .header(CONTENT_TYPE, media_type)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&url, e))?;
+        if !resp.status().is_success() {
+            return Err(from_response(resp).await);
+        }
+        if let Some(d) = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+        {
+            if d != digest {
+                return Err(ClientError::new(
+                    ErrorKind::Protocol,
+                    format!("registry stored manifest as {d}, expected {digest}"),
+                ));
+            }
+        }
+        Ok(digest)
+    }
+}
+
+/// Media type of a manifest that does not say: an index has `manifests`, a manifest `config`.
+fn guess_media_type(bytes: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if v.get("manifests").is_some() {
+        "application/vnd.oci.image.index.v1+json".into()
+    } else {
+        "application/vnd.oci.image.manifest.v1+json".into()
+    }
+}

@@ -1,0 +1,274 @@
+//! Pull, push and login against a real, independent registry (Debian's `docker-registry`,
+//! distribution 2.8), through berthd's registry client, the stock docker CLI and `berth`.
+
+use berth_tests::{assert_failure, assert_success, bin, stderr, stdout, Daemon};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A distribution registry on 127.0.0.1:<free port>, storing into a temp dir; killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(htpasswd: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::Builder::new().prefix("berth-reg-").tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, pass)) = htpasswd {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .expect("htpasswd (apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) is installed");
+        let reg = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn host(&self) -> String {
+        format!("localhost:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn image_id(d: &Daemon, name: &str) -> String {
+    let out = d.docker(&["image", "inspect", "--format", "{{.Id}}", name]);
+    assert_success(&out, "inspect");
+    stdout(&out).trim().to_string()
+}
+
+/// `berth` with its own docker config directory (credentials for login/push).
+fn berth_with_config(d: &Daemon, config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(bin("berth"))
+        .args(args)
+        .env("BERTH_HOST", d.host())
+        .env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn push_from_one_daemon_pull_into_another() {
+    let reg = Registry::start(None);
+    let name = format!("{}/bb", reg.host());
+    let d1 = Daemon::start();
+    d1.import_busybox();
+    assert_success(&d1.berth(&["tag", "busybox", &name]), "tag");
+    let out = d1.berth(&["push", &name]);
+    assert_success(&out, "berth push");
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("The push refers to repository [{name}]")),
+        "{text}"
+    );
+    assert!(text.contains(": Pushed"), "{text}");
+    assert!(text.contains("latest: digest: sha256:"), "{text}");
+    let digest = text
+        .lines()
+        .find_map(|l| l.strip_prefix("latest: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+
+    let out = d1.berth(&["push", &name]);
+    assert_success(&out, "second push");
+    assert!(
+        stdout(&out).contains(": Layer already exists"),
+        "{}",
+        stdout(&out)
+    );
+
+    let d2 = Daemon::start();
+    let out = d2.berth(&["pull", &name]);
+    assert_success(&out, "berth pull");
+    let text = stdout(&out);
+    assert!(text.contains(": Pull complete"), "{text}");
+    assert!(text.contains(&format!("Digest: {digest}")), "{text}");
+    assert!(
+        text.contains(&format!("Status: Downloaded newer image for {name}:latest")),
+        "{text}"
+    );
+    assert_eq!(
+        image_id(&d1, &name),
+        image_id(&d2, &name),
+        "same image ID on both daemons"
+    );
+
+    let out = d2.docker(&["image", "inspect", "--format", "{{json .RepoDigests}}", &name]);
+    assert_success(&out, "inspect RepoDigests");
+    assert!(
+        stdout(&out).contains(&format!("{name}@{digest}")),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = d2.docker(&["run", "--rm", &name, "echo", "hi"]);
+    assert_success(&out, "run pulled image");
+    assert_eq!(stdout(&out), "hi\n");
+
+    // Again: nothing to fetch.
+    let out = d2.berth(&["pull", &name]);
+    assert_success(&out, "second pull");
+    assert!(
+        stdout(&out).contains("Status: Image is up to date for"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn docker_cli_push_and_pull_through_berthd() {
+    let reg = Registry::start(None);
+    let name = format!("{}/cli/bb", reg.host());
+    let d = Daemon::start();
+    d.import_busybox();
+    assert_success(&d.docker(&["tag", "busybox", &name]), "tag");
+    let out = d.docker(&["push", &name]);
+    assert_success(&out, "docker push");
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("The push refers to repository [{name}]")),
+        "{text}"
+    );
+    assert!(text.contains("Pushed"), "{text}");
+    let digest = text
+        .lines()
+        .find_map(|l| l.strip_prefix("latest: digest: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest line in {text}"))
+        .to_string();
+
+    assert_success(&d.docker(&["rmi", &name, "busybox"]), "rmi");
+    let out = d.docker(&["pull", &name]);
+    assert_success(&out, "docker pull");
+    let text = stdout(&out);
+    assert!(text.contains("Pull complete"), "{text}");
+    assert!(text.contains(&format!("Digest: {digest}")), "{text}");
+    assert!(
+        text.contains(&format!("Status: Downloaded newer image for {name}:latest")),
+        "{text}"
+    );
+
+    // By digest.
+    assert_success(&d.docker(&["rmi", &name]), "rmi again");
+    let by_digest = format!("{name}@{digest}");
+    let out = d.docker(&["pull", &by_digest]);
+    assert_success(&out, "pull by digest");
+    let out = d.docker(&["run", "--rm", &by_digest, "echo", "by-digest"]);
+    assert_success(&out, "run by digest");
+    assert_eq!(stdout(&out), "by-digest\n");
+
+    // A tag the registry does not have: the docker CLI's error text.
+    let out = d.docker(&["pull", &format!("{name}:nope")]);
+    assert_failure(&out, "pull missing tag");
+    assert!(
+        stderr(&out).contains(&format!(
+            "Error response from daemon: manifest for {name}:nope not found: manifest unknown"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn login_and_push_to_an_authenticated_registry() {
+    let reg = Registry::start(Some(("tester", "s3cret")));
+    let name = format!("{}/auth/bb", reg.host());
+    let d = Daemon::start();
+    d.import_busybox();
+    assert_success(&d.docker(&["tag", "busybox", &name]), "tag");
+
+    let out = d.docker(&["push", &name]);
+    assert_failure(&out, "push without login");
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+
+    let out = d.docker(&["login", &reg.host(), "-u", "tester", "-p", "wrong"]);
+    assert_failure(&out, "login with a wrong password");
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+
+    let out = d.docker(&["login", &reg.host(), "-u", "tester", "-p", "s3cret"]);
+    assert_success(&out, "login");
+    assert!(stdout(&out).contains("Login Succeeded"), "{}", stdout(&out));
+    let out = d.docker(&["push", &name]);
+    assert_success(&out, "push after login");
+    assert!(stdout(&out).contains("Pushed"), "{}", stdout(&out));
+    let out = d.docker(&["push", &name]);
+    assert_success(&out, "second push");
+    assert!(stdout(&out).contains("Layer already exists"), "{}", stdout(&out));
+
+    // berth login keeps docker-compatible credentials and pull uses them.
+    let cfg = tempfile::tempdir().unwrap();
+    let out = berth_with_config(&d, cfg.path(), &["pull", &name], None);
+    assert_failure(&out, "berth pull without login");
+    let out = berth_with_config(
+        &d,
+        cfg.path(),
+        &["login", "-u", "tester", "--password-stdin", &reg.host()],
+        Some("s3cret\n"),
+    );
+    assert_success(&out, "berth login");
+    assert!(stdout(&out).contains("Login Succeeded"));
+    let saved = std::fs::read_to_string(cfg.path().join("config.json")).unwrap();
+    assert!(saved.contains("dGVzdGVyOnMzY3JldA=="), "config.json: {saved}");
+    assert_success(&d.docker(&["rmi", &name]), "rmi");
+    let out = berth_with_config(&d, cfg.path(), &["pull", &name], None);
+    assert_success(&out, "berth pull after login");
+    let out = berth_with_config(&d, cfg.path(), &["logout", &reg.host()], None);
+    assert_success(&out, "logout");
+    assert!(!std::fs::read_to_string(cfg.path().join("config.json"))
+        .unwrap()
+        .contains("dGVzdGVy"));
+}
