@@ -450,3 +450,51 @@ fn network_container_mode_shares_the_other_containers_network() {
     assert_failure(&out, "joining a stopped container's network");
     assert!(stderr(&out).contains("non running container"), "{}", stderr(&out));
 }
+
+#[test]
+fn mac_address_is_the_one_asked_for() {
+    let d = daemon_with_busybox();
+    create_network(&d, "macnet", 1, &[]);
+    for network in ["bridge", "macnet"] {
+        let out = docker(
+            &d,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                network,
+                "--mac-address",
+                "02:42:0a:0b:0c:0d",
+                "busybox",
+                "cat",
+                "/sys/class/net/eth0/address",
+            ],
+        );
+        assert_success(&out, "run --mac-address");
+        assert_eq!(stdout(&out), "02:42:0a:0b:0c:0d\n", "on {network}");
+    }
+    let out = d.berth(&[
+        "run",
+        "-d",
+        "--name",
+        "mac",
+        "--mac-address",
+        "02:42:0a:0b:0c:0e",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_success(&out, "berth run --mac-address");
+    let f = "{{.NetworkSettings.MacAddress}}";
+    assert_eq!(
+        docker_ok(&d, &["inspect", "-f", f, "mac"]).trim(),
+        "02:42:0a:0b:0c:0e"
+    );
+    let (status, v) = d.api_json(
+        "POST",
+        "/v1.44/containers/create",
+        br#"{"Image": "busybox", "MacAddress": "02:42:zz:00:00:01"}"#,
+    );
+    assert_eq!(status, 400, "{v}");
+    docker_ok(&d, &["rm", "-f", "mac"]);
+}

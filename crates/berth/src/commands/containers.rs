@@ -230,6 +230,9 @@ pub struct CreateFlags {
     /// IPv4 address (e.g., 172.30.100.104)
     #[arg(long = "ip")]
     ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    mac_address: Option<String>,
     /// Command to run to check health
     #[arg(long = "health-cmd")]
     health_cmd: Option<String>,
@@ -334,13 +337,16 @@ fn size(s: &Option<String>) -> Result<i64> {
 
 /// `--network-alias` and `--ip` belong to the `--network` network (the docker CLI's rule).
 fn endpoints_config(f: &CreateFlags) -> Value {
-    if f.network_alias.is_empty() && f.ip.is_none() {
+    if f.network_alias.is_empty() && f.ip.is_none() && f.mac_address.is_none() {
         return json!({});
     }
     let network = f.network.clone().unwrap_or_else(|| "default".into());
     let mut ep = json!({"Aliases": f.network_alias});
     if let Some(ip) = &f.ip {
         ep["IPAMConfig"] = json!({"IPv4Address": ip});
+    }
+    if let Some(mac) = &f.mac_address {
+        ep["MacAddress"] = json!(mac);
     }
     json!({ network: ep })
 }

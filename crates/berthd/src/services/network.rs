@@ -112,6 +112,8 @@ pub struct Join<'a> {
     pub bindings: &'a [(u16, String, String, u16)],
     pub ip: Option<Ipv4Addr>,
     pub aliases: Vec<String>,
+    /// `--mac-address`; otherwise Docker's `02:42` + the IPv4 address.
+    pub mac: Option<[u8; 6]>,
 }
 
 struct Net {
@@ -611,6 +613,7 @@ impl NetworkService {
         let gateway = (!net.record.internal).then_some(net.record.gateway);
         let mut cfg = EndpointConfig::new(ip, net.record.subnet.prefix(), gateway);
         cfg.ifname = join.ifname.clone();
+        cfg.mac = join.mac;
         let endpoint = match berth_net::attach(&Netns::Pid(join.pid as u32), &net.record.bridge, &cfg).await {
             Ok(e) => e,
             Err(e) => {

@@ -19,6 +19,23 @@ pub struct EndpointSettings {
     pub aliases: Vec<String>,
     #[serde(default)]
     pub ipv4: Option<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// `02:42:ac:11:00:02` -> bytes; `None` for anything else.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| {
+            if p.len() == 2 {
+                u8::from_str_radix(p, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect::<Option<_>>()?;
+    parts.try_into().ok()
 }
 
 impl From<NetworkError> for ContainerError {
@@ -60,6 +77,10 @@ pub fn endpoint_settings(v: &Value) -> EndpointSettings {
             .as_str()
             .filter(|s| !s.is_empty())
             .map(String::from),
+        mac: v["MacAddress"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(String::from),
     }
 }
 
@@ -72,6 +93,9 @@ impl ContainerService {
     /// At create: the networks named must exist, and addresses asked for must be addresses.
     pub(super) fn check_networks(&self, req: &CreateRequest) -> Result<()> {
         let mode = spec::network_mode(&req.host_config);
+        if let Some(mac) = req.config.mac_address.as_deref().filter(|m| !m.is_empty()) {
+            parse_mac(mac).ok_or_else(|| ContainerError::Invalid(format!("invalid MAC address: {mac}")))?;
+        }
         if let Some(other) = mode.strip_prefix("container:") {
             self.resolve(other)?;
         }
@@ -85,6 +109,10 @@ impl ContainerService {
             if let Some(ip) = &settings.ipv4 {
                 ip.parse::<Ipv4Addr>()
                     .map_err(|_| ContainerError::Invalid(format!("invalid IPv4 address: {ip}")))?;
+            }
+            if let Some(mac) = &settings.mac {
+                parse_mac(mac)
+                    .ok_or_else(|| ContainerError::Invalid(format!("invalid MAC address: {mac}")))?;
             }
         }
         Ok(())
@@ -132,10 +160,12 @@ impl ContainerService {
         if is_special(mode) {
             return Vec::new();
         }
-        let mut out = vec![(
-            mode.to_string(),
-            rec.endpoints_config.get(mode).cloned().unwrap_or_default(),
-        )];
+        let mut primary = rec.endpoints_config.get(mode).cloned().unwrap_or_default();
+        // Before API 1.44 the address came in the container config.
+        if primary.mac.is_none() {
+            primary.mac = rec.config.mac_address.clone().filter(|m| !m.is_empty());
+        }
+        let mut out = vec![(mode.to_string(), primary)];
         for (name, settings) in &rec.endpoints_config {
             if name != mode && !is_special(name) {
                 out.push((name.clone(), settings.clone()));
@@ -174,6 +204,7 @@ impl ContainerService {
                 bindings: if i == 0 { &bindings } else { &[] },
                 ip,
                 aliases: settings.aliases.clone(),
+                mac: settings.mac.as_deref().and_then(parse_mac),
             };
             match self.inner.network.connect(network, join).await {
                 Ok(att) => attached.push(att),
@@ -315,6 +346,7 @@ impl ContainerService {
                 bindings: &[],
                 ip: settings.ipv4.as_deref().and_then(|ip| ip.parse().ok()),
                 aliases: settings.aliases.clone(),
+                mac: settings.mac.as_deref().and_then(parse_mac),
             };
             let att = self.inner.network.connect(&net.id, join).await?;
             let mut all = rec.networks.clone();
