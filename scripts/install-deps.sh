@@ -6,7 +6,7 @@
 #   util-linux, procps  script(1) for pty tests, ps for `top`
 #   libc6-dev       static glibc, for the debug build of berth-init
 set -euo pipefail
-packages=(busybox-static skopeo umoci tar ca-certificates iptables iproute2 util-linux procps libc6-dev docker-registry apache2-utils)
+packages=(busybox-static skopeo umoci tar ca-certificates iptables iproute2 util-linux procps libc6-dev docker-registry apache2-utils bc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
