@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The tool must be installed (`.ci/run` installs it); a missing tool is a failure, not a skip.
+/// skopeo keeps one blob-info cache for the whole machine (/var/lib/containers/cache); the tests
+/// that run it take turns.
+static SKOPEO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn require_tool(name: &str) -> PathBuf {
     let out = Command::new("which").arg(name).output().expect("running which");
     assert!(
@@ -82,6 +86,7 @@ fn layout_manifest(layout: &Path) -> serde_json::Value {
 
 #[test]
 fn berth_save_is_read_by_skopeo_and_skopeo_oci_layout_loads_back() {
+    let _turn = SKOPEO.lock().unwrap_or_else(|p| p.into_inner());
     require_tool("skopeo");
     let d = Daemon::start();
     let id = d.import_busybox();
@@ -239,6 +244,7 @@ fn umoci_layout_loads() {
 
 #[test]
 fn docker_cli_save_is_read_by_skopeo() {
+    let _turn = SKOPEO.lock().unwrap_or_else(|p| p.into_inner());
     require_tool("skopeo");
     require_tool("docker");
     let d = Daemon::start();
