@@ -144,6 +144,8 @@ fn daemon_json_is_read_and_unknown_keys_refused() {
         .args(["--exec-root", dir.path().join("run").to_str().unwrap()])
         .args(["-H", &format!("unix://{}", sock.display())])
         .args(["--config-file", cfg.to_str().unwrap()])
+        // No bridge: this daemon is killed, and a bridge would outlive it on the host.
+        .args(["--bridge", "none"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
