@@ -17,6 +17,7 @@ pub mod meta;
 pub mod pull;
 pub mod reference;
 mod store;
+pub mod time;
 
 pub use config::{ContainerConfig, ImageConfig};
 pub use derive::DerivedLayer;

@@ -552,5 +552,5 @@ fn find_by_prefix(
 }
 
 pub(crate) fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    crate::time::now_rfc3339_nano()
 }

@@ -344,7 +344,7 @@ pub async fn commit(daemon: &Arc<Daemon>, req: CommitRequest) -> Result<Digest, 
         let mut config = store.resolve(&parent.to_string())?.config;
         let mut runtime: berth_image::ContainerConfig = serde_json::from_value(Value::Object(fields))?;
         apply_changes(&mut runtime, &changes)?;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let now = berth_image::time::now_rfc3339_nano();
         config.created = Some(now.clone());
         config.config = Some(runtime);
         if !author.is_empty() {

@@ -429,7 +429,7 @@ impl NetworkService {
             user_subnet: req.subnet.is_some(),
             labels: req.labels,
             options: req.options,
-            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            created: berth_image::time::now_rfc3339_nano(),
             default: false,
         };
         let ipam_path = self.inner.dir.join(format!("{id}.ipam.json"));

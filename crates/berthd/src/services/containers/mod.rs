@@ -111,6 +111,7 @@ struct Inner {
     shim_pids: Mutex<std::collections::HashSet<i32>>,
 }
 
+/// Fixed nine-digit fractions, so that records sort by creation time as strings.
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
