@@ -7,60 +7,7 @@ use std::path::Path;
 use berth_registry::config::AuthConfig;
 use berth_registry::Config;
 use common::*;
-use flate2::write::GzEncoder;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
-
-fn sha(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Writes an OCI image layout with one real gzip tar layer, returning the layer digest.
-fn make_oci_layout(dir: &Path, tag: &str) -> String {
-    let mut tar = tar::Builder::new(Vec::new());
-    let content = b"#!/bin/sh\necho hello from berth\n".repeat(200);
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o755);
-    header.set_mtime(1_700_000_000);
-    header.set_cksum();
-    tar.append_data(&mut header, "bin/hello", &content[..]).unwrap();
-    let tar = tar.into_inner().unwrap();
-    let diff_id = sha(&tar);
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gz, &tar).unwrap();
-    let layer = gz.finish().unwrap();
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": { "Cmd": ["/bin/hello"] },
-        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{diff_id}")] },
-        "history": [{ "created_by": "berth test" }],
-    }))
-    .unwrap();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
-                    "digest": format!("sha256:{}", sha(&config)), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                     "digest": format!("sha256:{}", sha(&layer)), "size": layer.len() }],
-    }))
-    .unwrap();
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    for bytes in [&layer, &config, &manifest] {
-        std::fs::write(blobs.join(sha(bytes)), bytes).unwrap();
-    }
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{ "mediaType": OCI_MANIFEST, "digest": format!("sha256:{}", sha(&manifest)),
-                        "size": manifest.len(), "annotations": { "org.opencontainers.image.ref.name": tag } }],
-    });
-    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
-    sha(&layer)
-}
 
 struct Skopeo {
     policy: std::path::PathBuf,
@@ -107,7 +54,7 @@ async fn skopeo_push_inspect_list_and_pull_back() {
     let server = TestServer::with_root(root.path()).await;
     let skopeo = Skopeo::new(work.path());
     let layout = work.path().join("layout");
-    let layer = make_oci_layout(&layout, "v1");
+    let layer = make_oci_layout(&layout, "v1").layer;
     let source = format!("oci:{}:v1", layout.display());
     let registry = format!("docker://{}", server.addr);
 
@@ -355,7 +302,7 @@ async fn pull_through_cache_of_a_token_auth_upstream() {
     .await;
     let skopeo = Skopeo::new(work.path());
     let layout = work.path().join("layout");
-    let layer = make_oci_layout(&layout, "v1");
+    let layer = make_oci_layout(&layout, "v1").layer;
     let source = format!("oci:{}:v1", layout.display());
     skopeo
         .ok(&[

@@ -136,3 +136,78 @@ pub fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
         .collect();
     std::fs::write(path, text).unwrap();
 }
+
+/// Where `make_oci_layout` puts its one file in the image, and what the file holds.
+pub const LAYOUT_FILE: &str = "bin/hello";
+
+pub fn layout_file_content() -> Vec<u8> {
+    b"#!/bin/sh\necho hello from berth\n".repeat(200)
+}
+
+/// What `make_oci_layout` wrote; digests are bare hex (no `sha256:`).
+pub struct OciLayout {
+    /// The gzip layer blob.
+    pub layer: String,
+    /// The uncompressed layer tar (the config's diff_id).
+    pub diff_id: String,
+    /// The config blob, which is also the image ID podman and docker report.
+    pub config: String,
+    pub manifest: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes an OCI image layout at `dir` holding one image, tagged `tag`, with one real gzip tar layer
+/// that contains `LAYOUT_FILE`.
+pub fn make_oci_layout(dir: &Path, tag: &str) -> OciLayout {
+    let mut tar = tar::Builder::new(Vec::new());
+    let content = layout_file_content();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(1_700_000_000);
+    header.set_cksum();
+    tar.append_data(&mut header, LAYOUT_FILE, &content[..]).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let diff_id = sha256_hex(&tar);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let layer = gz.finish().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Cmd": ["/bin/hello"] },
+        "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{diff_id}")] },
+        "history": [{ "created_by": "berth test" }],
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": format!("sha256:{}", sha256_hex(&config)), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": format!("sha256:{}", sha256_hex(&layer)), "size": layer.len() }],
+    }))
+    .unwrap();
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    for bytes in [&layer, &config, &manifest] {
+        std::fs::write(blobs.join(sha256_hex(bytes)), bytes).unwrap();
+    }
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{ "mediaType": OCI_MANIFEST, "digest": format!("sha256:{}", sha256_hex(&manifest)),
+                        "size": manifest.len(), "annotations": { "org.opencontainers.image.ref.name": tag } }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    OciLayout {
+        layer: sha256_hex(&layer),
+        diff_id,
+        config: sha256_hex(&config),
+        manifest: sha256_hex(&manifest),
+    }
+}
