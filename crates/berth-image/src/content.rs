@@ -95,6 +95,24 @@ impl ContentStore {
         }
     }
 
+    /// Moves a file whose content the caller has already checked against `digest` (a verified
+    /// download) into the store: synced and renamed, never read again. The file is gone afterwards.
+    pub fn adopt(&self, path: &Path, digest: &Digest) -> Result<u64> {
+        let result = (|| {
+            if self.contains(digest) {
+                return self.size(digest);
+            }
+            let file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
+            file.sync_all().ctx(|| "syncing blob".into())?;
+            let size = file.metadata().ctx(|| "blob size".into())?.len();
+            fs::rename(path, self.blob_path(digest)).ctx(|| format!("committing blob {digest}"))?;
+            sync_dir(&self.blobs)?;
+            Ok(size)
+        })();
+        let _ = fs::remove_file(path);
+        result
+    }
+
     pub fn delete(&self, digest: &Digest) -> Result<()> {
         match fs::remove_file(self.blob_path(digest)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx(|| format!("deleting blob {digest}")),

@@ -23,6 +23,13 @@ pub struct StagedLayer {
     pub stats: ApplyStats,
 }
 
+impl StagedLayer {
+    /// Throws the unpacked files away.
+    pub fn remove(self) {
+        let _ = fs::remove_dir_all(self.dir);
+    }
+}
+
 impl LayerStore {
     pub fn open(root: &Path) -> Result<LayerStore> {
         fs::create_dir_all(root).ctx(|| format!("creating {}", root.display()))?;
@@ -65,7 +72,7 @@ impl LayerStore {
     }
 
     pub fn discard(&self, staged: StagedLayer) {
-        let _ = fs::remove_dir_all(staged.dir);
+        staged.remove();
     }
 
     /// Removes a layer directory: renamed away first, so a crash never leaves a half-deleted layer

@@ -1,9 +1,11 @@
 //! What a registry pull and push need from the store.
 //!
 //! Pull: blobs are downloaded into files under [`ImageStore::download_dir`] (cleared when the
-//! store opens, so a crash leaves nothing), moved into the content store with their digest
-//! verified ([`ImageStore::ingest_download`]), held against garbage collection while the pull
-//! runs ([`BlobHold`]), and then [`ImageStore::register_pulled`] unpacks missing layers and
+//! store opens, so a crash leaves nothing) and, for layers, unpacked by
+//! [`ImageStore::unpack_layer`] from the same bytes as they arrive; a download whose digest the
+//! downloader verified moves into the content store ([`ImageStore::adopt_download`]); blobs are
+//! held against garbage collection while the pull runs ([`BlobHold`]); then
+//! [`ImageStore::register_pulled`] takes the layers unpacked early, unpacks any still missing, and
 //! records the image with its tag and RepoDigest in one transaction.
 //!
 //! Push: [`ImageStore::push_source`] gives the stored manifest bytes (so the pushed digest is the
@@ -11,12 +13,14 @@
 
 use crate::config::ImageConfig;
 use crate::digest::Digest;
-use crate::error::{ImageError, IoContext, Result};
-use crate::layers::chain_id;
+use crate::error::{ImageError, Result};
+use crate::layers::{chain_id, StagedLayer};
 use crate::manifest::{Descriptor, Manifest};
 use crate::meta::BlobRef;
 use crate::reference::Reference;
 use crate::store::ImageStore;
+use std::collections::HashMap;
+use std::io::Read;
 use std::path::PathBuf;
 
 /// Keeps blobs safe from garbage collection until dropped.
@@ -35,6 +39,39 @@ impl BlobHold<'_> {
 impl Drop for BlobHold<'_> {
     fn drop(&mut self) {
         self.store.release(&self.digests);
+    }
+}
+
+/// Layers a pull unpacked while downloading, by blob digest. [`ImageStore::register_pulled`] takes
+/// those it needs; what is left is removed on drop.
+#[derive(Default)]
+pub struct UnpackedLayers(HashMap<Digest, StagedLayer>);
+
+impl UnpackedLayers {
+    pub fn insert(&mut self, blob: Digest, layer: StagedLayer) {
+        if let Some(old) = self.0.insert(blob, layer) {
+            old.remove();
+        }
+    }
+
+    /// The layer unpacked from `blob`, if its content is `diff_id` (else it is thrown away: a
+    /// download that restarted midway unpacks a stream that is not the blob).
+    pub(crate) fn take(&mut self, blob: &Digest, diff_id: &Digest) -> Option<StagedLayer> {
+        let staged = self.0.remove(blob)?;
+        if staged.stats.diff_id == *diff_id {
+            Some(staged)
+        } else {
+            staged.remove();
+            None
+        }
+    }
+}
+
+impl Drop for UnpackedLayers {
+    fn drop(&mut self) {
+        for (_, layer) in self.0.drain() {
+            layer.remove();
+        }
     }
 }
 
@@ -76,18 +113,16 @@ impl ImageStore {
         }
     }
 
-    /// Moves a downloaded file into the content store, checking it against `expected`; the file
-    /// is removed either way.
-    pub fn ingest_download(&self, path: &std::path::Path, expected: &Digest) -> Result<u64> {
-        let result = (|| {
-            if self.content.contains(expected) {
-                return self.content.size(expected);
-            }
-            let file = std::fs::File::open(path).ctx(|| format!("opening {}", path.display()))?;
-            Ok(self.content.ingest(file, Some(expected))?.1)
-        })();
-        let _ = std::fs::remove_file(path);
-        result
+    /// Moves a downloaded file, whose digest the downloader checked, into the content store; the
+    /// file is gone either way.
+    pub fn adopt_download(&self, path: &std::path::Path, digest: &Digest) -> Result<u64> {
+        self.content.adopt(path, digest)
+    }
+
+    /// Unpacks a layer tar (plain or compressed) into a staging directory, for
+    /// [`UnpackedLayers`].
+    pub fn unpack_layer<R: Read>(&self, tar: R) -> Result<StagedLayer> {
+        self.layers.stage(tar)
     }
 
     /// Whether a layer (the `index`-th of an image whose config lists `diff_ids`) is unpacked
@@ -101,13 +136,15 @@ impl ImageStore {
     }
 
     /// Records a pulled image: the manifest (a platform manifest, not an index) and its config
-    /// and layer blobs must be in the content store. Unpacks the layers the store lacks, and
-    /// points `tags` (the tag pulled, and `name@<digest>`) at the image.
+    /// and layer blobs must be in the content store. Unpacks the layers the store lacks (taking
+    /// them from `early` when they were unpacked during the download), and points `tags` (the
+    /// tag pulled, and `name@<digest>`) at the image.
     pub fn register_pulled(
         &self,
         manifest_bytes: &[u8],
         media_type: &str,
         tags: &[Reference],
+        mut early: UnpackedLayers,
     ) -> Result<PulledImage> {
         let manifest: Manifest = serde_json::from_slice(manifest_bytes)
             .map_err(|e| ImageError::invalid(format!("invalid manifest: {e}")))?;
@@ -126,7 +163,7 @@ impl ImageStore {
         let mut hold = self.hold_blobs();
         let manifest_digest = self.content.write_blob(manifest_bytes)?;
         hold.add(&manifest_digest);
-        let layers = self.stage_layers(&config.rootfs.diff_ids, &blobs)?;
+        let layers = self.stage_layers_using(&config.rootfs.diff_ids, &blobs, &mut early)?;
         let manifest_ref = BlobRef {
             digest: manifest_digest,
             media_type: media_type.to_string(),

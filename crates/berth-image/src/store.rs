@@ -7,6 +7,7 @@ use crate::digest::Digest;
 use crate::error::{ImageError, IoContext, Result};
 use crate::layers::{chain_id, LayerStore, StagedLayer};
 use crate::meta::{self, BlobRef, ImageLayer, ImageRecord, LayerRecord, IMAGES, LAYERS, REFS};
+use crate::pull::UnpackedLayers;
 use crate::reference::{parse_any, AnyRef, Reference};
 use redb::ReadableTable;
 use std::collections::{BTreeMap, HashSet};
@@ -337,6 +338,17 @@ impl ImageStore {
     /// Stage (unpack) the layers of an image that the store does not have yet, checking each
     /// layer's content against the diff ID the config promises.
     pub(crate) fn stage_layers(&self, diff_ids: &[Digest], blobs: &[BlobRef]) -> Result<Vec<NewLayer>> {
+        self.stage_layers_using(diff_ids, blobs, &mut UnpackedLayers::default())
+    }
+
+    /// [`Self::stage_layers`], taking layers already unpacked (by a pull, as they downloaded)
+    /// from `early` when their content is what the config says.
+    pub(crate) fn stage_layers_using(
+        &self,
+        diff_ids: &[Digest],
+        blobs: &[BlobRef],
+        early: &mut UnpackedLayers,
+    ) -> Result<Vec<NewLayer>> {
         if diff_ids.len() != blobs.len() {
             return Err(ImageError::invalid(format!(
                 "image config lists {} layers but the manifest has {}",
@@ -351,6 +363,8 @@ impl ImageStore {
                 let chain = chain_id(parent.as_ref(), diff_id);
                 let staged = if self.has_layer(&chain)? {
                     None
+                } else if let Some(staged) = early.take(&blob.digest, diff_id) {
+                    Some(staged)
                 } else {
                     let staged = self.layers.stage(self.content.open_blob(&blob.digest)?)?;
                     if staged.stats.diff_id != *diff_id {

@@ -3,15 +3,35 @@
 
 use super::error::{from_response, ClientError, ErrorKind};
 use super::Repository;
+use bytes::Bytes;
 use futures::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Called with the bytes transferred so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
+/// Where a download's bytes go, in order.
+pub trait BlobSink: Send {
+    fn write(&mut self, chunk: Bytes) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// Forget everything written: the download starts again from byte 0.
+    fn restart(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// A file as a [`BlobSink`].
+impl BlobSink for tokio::fs::File {
+    async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        self.write_all(&chunk).await
+    }
+
+    async fn restart(&mut self) -> std::io::Result<()> {
+        self.set_len(0).await?;
+        self.seek(std::io::SeekFrom::Start(0)).await.map(drop)
+    }
+}
 
 /// How often a broken download is resumed before giving up.
 const RESUME_ATTEMPTS: usize = 5;
@@ -32,29 +52,19 @@ impl Repository {
         }
     }
 
-    /// Downloads a blob into `dest` (appending to what is there: a resumed download), verifying
-    /// its digest. A dropped connection continues with a `Range` request.
-    pub async fn fetch_blob(
+    /// Downloads a blob into `sink`, verifying its digest. A dropped connection continues with a
+    /// `Range` request; a server that ignores the range starts over, after [`BlobSink::restart`].
+    /// On a digest mismatch the sink has had every byte, and the caller must discard them.
+    pub async fn fetch_blob<S: BlobSink>(
         &self,
         digest: &str,
-        dest: &Path,
+        sink: &mut S,
         progress: Progress<'_>,
     ) -> Result<u64, ClientError> {
         let url = self.url(&format!("blobs/{digest}"));
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dest)
-            .await
-            .map_err(|e| ClientError::io(&dest.display().to_string(), e))?;
+        let sink_err = |e: std::io::Error| ClientError::io(&format!("storing blob {digest}"), e);
         let mut hasher = Sha256::new();
         let mut have: u64 = 0;
-        let existing = tokio::fs::read(dest).await.unwrap_or_default();
-        if !existing.is_empty() {
-            hasher.update(&existing);
-            have = existing.len() as u64;
-        }
-        drop(existing);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -70,9 +80,7 @@ impl Repository {
                     s if s.is_success() => {
                         if have > 0 {
                             // The server ignored the range: start over.
-                            file.set_len(0)
-                                .await
-                                .map_err(|e| ClientError::io("truncating", e))?;
+                            sink.restart().await.map_err(sink_err)?;
                             hasher = Sha256::new();
                             have = 0;
                         }
@@ -82,11 +90,9 @@ impl Repository {
                 let mut body = resp.bytes_stream();
                 while let Some(chunk) = body.next().await {
                     let chunk = chunk.map_err(|e| ClientError::transport(&url, e))?;
-                    file.write_all(&chunk)
-                        .await
-                        .map_err(|e| ClientError::io(&dest.display().to_string(), e))?;
                     hasher.update(&chunk);
                     have += chunk.len() as u64;
+                    sink.write(chunk).await.map_err(sink_err)?;
                     progress(have);
                 }
                 Ok(())
@@ -101,10 +107,8 @@ impl Repository {
                 Err(e) => return Err(e),
             }
         }
-        file.flush().await.map_err(|e| ClientError::io("flushing", e))?;
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
         if got != digest {
-            let _ = tokio::fs::remove_file(dest).await;
             return Err(ClientError::new(
                 ErrorKind::Protocol,
                 format!("filesystem layer verification failed for digest {digest}"),

@@ -11,7 +11,7 @@ mod error;
 mod manifests;
 
 pub use auth::{Challenge, Credentials};
-pub use blobs::Progress;
+pub use blobs::{BlobSink, Progress};
 pub use error::{ClientError, ErrorKind};
 pub use manifests::{FetchedManifest, MANIFEST_ACCEPT};
 

@@ -4,6 +4,7 @@
 use super::Daemon;
 use berth_api::types::JsonMessage;
 use berth_image::manifest::{self, Descriptor, Index};
+use berth_image::pull::UnpackedLayers;
 use berth_image::{Digest, ImageConfig, ImageStore, Reference};
 use berth_registry::client::{
     Access, ClientConfig, ClientError, Credentials, ErrorKind, RegistryClient, Repository,
@@ -12,6 +13,8 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc::UnboundedSender;
+
+mod download;
 
 /// Layers transferred at the same time, as dockerd's default.
 const CONCURRENCY: usize = 3;
@@ -345,7 +348,7 @@ pub async fn run_pull(
     let config_digest = m.config.digest.clone();
     hold.add(&config_digest);
     if !store.content.contains(&config_digest) {
-        fetch_into_store(&p.repo, &store, &config_digest, &|_| {}).await?;
+        fetch_into_store(&p.repo, &store, &config_digest, false, &|_| {}).await?;
     }
     let config_bytes = store
         .content
@@ -368,11 +371,13 @@ pub async fn run_pull(
         send(&tx, status_id("Waiting", l.digest.short()));
     }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let early = Mutex::new(UnpackedLayers::default());
     let downloads = needed.iter().map(|l| {
         let semaphore = semaphore.clone();
         let tx = tx.clone();
         let repo = &p.repo;
         let store = &store;
+        let early = &early;
         async move {
             let _permit = semaphore
                 .acquire()
@@ -389,18 +394,22 @@ pub async fn run_pull(
                 }
             };
             if !store.content.contains(&l.digest) {
-                fetch_into_store(repo, store, &l.digest, &report).await?;
+                let unpacked = fetch_into_store(repo, store, &l.digest, true, &report).await?;
+                if let Some(layer) = unpacked {
+                    early
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(l.digest.clone(), layer);
+                }
             }
             send(&tx, status_id("Verifying Checksum", &id));
             send(&tx, status_id("Download complete", &id));
+            send(&tx, progress_msg("Extracting", &id, total, total));
             Ok::<(), DistributionError>(())
         }
     });
     for r in futures::future::join_all(downloads).await {
         r?;
-    }
-    for l in &needed {
-        send(&tx, progress_msg("Extracting", l.digest.short(), l.size, l.size));
     }
     let name = p.reference.clone();
     let repo_digest_ref = p
@@ -415,8 +424,11 @@ pub async fn run_pull(
     }
     let before = store.resolve(&name.to_string()).ok().map(|i| i.record.id);
     let (manifest_bytes, media_type) = (p.manifest.clone(), p.media_type.clone());
-    let s2 = store.clone();
-    let pulled = super::blocking(move || s2.register_pulled(&manifest_bytes, &media_type, &tags))
+    let (s2, early) = (
+        store.clone(),
+        early.into_inner().unwrap_or_else(|p| p.into_inner()),
+    );
+    let pulled = super::blocking(move || s2.register_pulled(&manifest_bytes, &media_type, &tags, early))
         .await
         .map_err(DistributionError::image)?;
     drop(hold);
@@ -441,23 +453,19 @@ pub async fn run_pull(
     Ok(())
 }
 
+/// Downloads a blob into the store; with `unpack`, returns the layer unpacked on the way.
 async fn fetch_into_store(
     repo: &Repository,
     store: &Arc<ImageStore>,
     digest: &Digest,
+    unpack: bool,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> Res<()> {
-    let path = store.download_path(digest);
-    let result = repo.fetch_blob(&digest.to_string(), &path, progress).await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(DistributionError::client(e));
+) -> Res<Option<berth_image::layers::StagedLayer>> {
+    match download::fetch(repo, store, digest, unpack, progress).await {
+        Ok(fetched) => Ok(fetched.unpacked),
+        Err(download::FetchError::Client(e)) => Err(DistributionError::client(e)),
+        Err(download::FetchError::Store(e)) => Err(DistributionError::new(500, e)),
     }
-    let (s, dg) = (store.clone(), digest.clone());
-    super::blocking(move || s.ingest_download(&path, &dg))
-        .await
-        .map_err(DistributionError::image)?;
-    Ok(())
 }
 
 /// `docker push`: every tag of the repository when `tag` is empty, else that tag.
@@ -610,7 +618,8 @@ async fn push_one(
         if let Ok(named) = Reference::parse_normalized(&r.name()) {
             let (s, rd) = (store.clone(), named.with_digest(dg));
             let (bytes, mt) = (src.manifest.clone(), src.media_type.clone());
-            let _ = super::blocking(move || s.register_pulled(&bytes, &mt, &[rd])).await;
+            let _ = super::blocking(move || s.register_pulled(&bytes, &mt, &[rd], UnpackedLayers::default()))
+                .await;
         }
     }
     Ok(())
