@@ -128,7 +128,8 @@ impl<W: Write> Write for DigestWriter<W> {
 /// Hashes everything read through it (and counts the bytes).
 pub struct DigestReader<R> {
     inner: R,
-    hasher: Sha256,
+    /// None: counting only, for bytes whose digest is known already.
+    hasher: Option<Sha256>,
     read: u64,
 }
 
@@ -136,10 +137,27 @@ impl<R: Read> DigestReader<R> {
     pub fn new(inner: R) -> Self {
         DigestReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Some(Sha256::new()),
             read: 0,
         }
     }
+
+    /// Counts without hashing, for bytes whose digest the caller checks some other way; finish
+    /// with [`Self::finish_counting`].
+    pub fn counting(inner: R) -> Self {
+        DigestReader {
+            inner,
+            hasher: None,
+            read: 0,
+        }
+    }
+
+    /// Reads the rest of the stream and returns its length.
+    pub fn finish_counting(mut self) -> io::Result<u64> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.read)
+    }
+
     pub fn bytes_read(&self) -> u64 {
         self.read
     }
@@ -147,16 +165,20 @@ impl<R: Read> DigestReader<R> {
         &mut self.inner
     }
     /// Reads the rest of the stream (so the digest covers all of it) and returns digest and size.
+    /// (For a [`Self::counting`] reader the digest is that of nothing.)
     pub fn finish_draining(mut self) -> io::Result<(Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_hasher(self.hasher), self.read))
+        let hasher = self.hasher.take().unwrap_or_default();
+        Ok((Digest::from_hasher(hasher), self.read))
     }
 }
 
 impl<R: Read> Read for DigestReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.read += n as u64;
         Ok(n)
     }

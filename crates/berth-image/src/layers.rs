@@ -7,7 +7,7 @@
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
-use crate::layer::{apply_layer, ApplyStats};
+use crate::layer::{apply_layer_known, ApplyStats};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
@@ -45,10 +45,16 @@ impl LayerStore {
 
     /// Unpacks a layer tar into a fresh staging directory.
     pub fn stage<R: Read>(&self, reader: R) -> Result<StagedLayer> {
+        self.stage_known(reader, None)
+    }
+
+    /// [`Self::stage`] for bytes whose digest the caller verifies as they are read (see
+    /// [`apply_layer_known`]).
+    pub fn stage_known<R: Read>(&self, reader: R, blob_digest: Option<&Digest>) -> Result<StagedLayer> {
         let dir = self.root.join(format!("tmp-{:016x}", rand::random::<u64>()));
         let fs_dir = dir.join("fs");
         fs::create_dir_all(&fs_dir).ctx(|| format!("creating {}", fs_dir.display()))?;
-        match apply_layer(reader, &fs_dir) {
+        match apply_layer_known(reader, &fs_dir, blob_digest) {
             Ok(stats) => Ok(StagedLayer { dir, stats }),
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);

@@ -120,9 +120,11 @@ impl ImageStore {
     }
 
     /// Unpacks a layer tar (plain or compressed) into a staging directory, for
-    /// [`UnpackedLayers`].
-    pub fn unpack_layer<R: Read>(&self, tar: R) -> Result<StagedLayer> {
-        self.layers.stage(tar)
+    /// [`UnpackedLayers`], as it downloads: `blob` is the digest the downloader checks the same
+    /// bytes against (so an uncompressed layer is not hashed twice); the caller drops the layer
+    /// if that check fails.
+    pub fn unpack_layer<R: Read>(&self, tar: R, blob: &Digest) -> Result<StagedLayer> {
+        self.layers.stage_known(tar, Some(blob))
     }
 
     /// Whether a layer (the `index`-th of an image whose config lists `diff_ids`) is unpacked

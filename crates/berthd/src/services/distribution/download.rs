@@ -38,22 +38,38 @@ fn writer_gone() -> io::Error {
     io::Error::other("the download writer stopped")
 }
 
+/// Written bytes between two starts of writeback of the download file.
+const WRITEBACK_STEP: u64 = 8 << 20;
+
 /// The writer side: a reader over the queue that copies every chunk into the download file first.
 struct TeeReader {
     rx: mpsc::Receiver<Piece>,
     file: BufWriter<File>,
     current: Bytes,
+    /// Bytes written, and how many of them have had their writeback started.
+    written: u64,
+    flushed: u64,
 }
 
 impl TeeReader {
     fn next_piece(&mut self) -> io::Result<Option<Piece>> {
         let piece = self.rx.blocking_recv();
         match &piece {
-            Some(Piece::Chunk(c)) => self.file.write_all(c)?,
+            Some(Piece::Chunk(c)) => {
+                self.file.write_all(c)?;
+                self.written += c.len() as u64;
+                if self.written - self.flushed >= WRITEBACK_STEP {
+                    // The blob is fsynced when it joins the store: start its disk writes now.
+                    self.file.flush()?;
+                    berth_image::content::start_writeback(self.file.get_ref(), self.flushed, 0);
+                    self.flushed = self.written;
+                }
+            }
             Some(Piece::Restart) => {
                 self.file.flush()?;
                 self.file.get_ref().set_len(0)?;
                 self.file.rewind()?;
+                (self.written, self.flushed) = (0, 0);
             }
             None => {}
         }
@@ -102,7 +118,8 @@ pub async fn fetch(
     let (tx, rx) = mpsc::channel(QUEUE);
     let writer = {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || write_and_unpack(&store, file, rx, unpack))
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || write_and_unpack(&store, file, rx, unpack.then_some(&digest)))
     };
     let downloaded = repo
         .fetch_blob(&digest.to_string(), &mut QueueSink(tx), progress)
@@ -145,15 +162,17 @@ fn write_and_unpack(
     store: &ImageStore,
     file: File,
     rx: mpsc::Receiver<Piece>,
-    unpack: bool,
+    unpack_as: Option<&Digest>,
 ) -> io::Result<Option<StagedLayer>> {
     let mut tee = TeeReader {
         rx,
         file: BufWriter::with_capacity(1 << 20, file),
         current: Bytes::new(),
+        written: 0,
+        flushed: 0,
     };
-    let unpacked = if unpack {
-        match store.unpack_layer(&mut tee) {
+    let unpacked = if let Some(blob) = unpack_as {
+        match store.unpack_layer(&mut tee, blob) {
             Ok(layer) => Some(layer),
             Err(e) => {
                 // Unpacked again from the stored blob later, which reports a real error.
