@@ -272,3 +272,61 @@ fn login_and_push_to_an_authenticated_registry() {
         .unwrap()
         .contains("dGVzdGVy"));
 }
+
+#[test]
+fn pull_all_tags_brings_every_tag() {
+    let reg = Registry::start(None);
+    let name = format!("{}/all/bb", reg.host());
+    let d1 = Daemon::start();
+    d1.import_busybox();
+    let rootfs = berth_tests::busybox_rootfs().to_str().unwrap().to_string();
+    let two = format!("{name}:two");
+    let out = d1.berth(&["import", "--change", "CMD [\"echo\", \"two\"]", &rootfs, &two]);
+    assert_success(&out, "import a second image");
+    assert_success(&d1.berth(&["tag", "busybox", &format!("{name}:one")]), "tag one");
+    assert_success(&d1.berth(&["push", "--all-tags", &name]), "push --all-tags");
+
+    let d2 = Daemon::start();
+    // The stock docker CLI: `pull -a` sends fromImage without a tag.
+    let out = d2.docker(&["pull", "-a", &name]);
+    assert_success(&out, "docker pull -a");
+    let text = stdout(&out);
+    assert!(text.contains(&format!("one: Pulling from {name}")), "{text}");
+    assert!(text.contains(&format!("two: Pulling from {name}")), "{text}");
+    // One status line for the whole repository, as dockerd.
+    assert_eq!(text.matches("Status: ").count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("Status: Downloaded newer image for {name}\n")),
+        "{text}"
+    );
+    for tag in ["one", "two"] {
+        let tagged = format!("{name}:{tag}");
+        assert_eq!(image_id(&d1, &tagged), image_id(&d2, &tagged), "{tagged}");
+    }
+    assert_ne!(image_id(&d2, &format!("{name}:one")), image_id(&d2, &two));
+    let out = d2.docker(&["run", "--rm", &two]);
+    assert_success(&out, "run the second tag");
+    assert_eq!(stdout(&out), "two\n");
+    // No `latest` in the registry: nothing was invented.
+    assert_failure(
+        &d2.docker(&["image", "inspect", &format!("{name}:latest")]),
+        "latest",
+    );
+
+    // berth's own `pull -a`, into a third root; a tag with -a is refused.
+    let d3 = Daemon::start();
+    let out = d3.berth(&["pull", "-a", "-q", &name]);
+    assert_success(&out, "berth pull -a");
+    assert_eq!(image_id(&d3, &two), image_id(&d1, &two));
+    let out = d3.berth(&["pull", "-a", &format!("{name}:one")]);
+    assert_failure(&out, "pull -a with a tag");
+    assert!(
+        stderr(&out).contains("tag can't be used with --all-tags/-a"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A repository the registry does not have.
+    let out = d3.docker(&["pull", "-a", &format!("{}/no/such", reg.host())]);
+    assert_failure(&out, "pull -a of a missing repository");
+}

@@ -5,11 +5,11 @@ use super::error::{from_response, ClientError, ErrorKind};
 use super::Repository;
 use bytes::Bytes;
 use futures::StreamExt;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// Called with the bytes transferred so far.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Send + Sync);
@@ -33,7 +33,10 @@ impl BlobSink for tokio::fs::File {
     }
 }
 
-/// How often a broken download is resumed before giving up.
+/// Bytes per PATCH of a blob upload: a failed chunk is resent, not the whole blob.
+pub const UPLOAD_CHUNK: u64 = 64 << 20;
+
+/// How often a broken download or upload is resumed before giving up.
 const RESUME_ATTEMPTS: usize = 5;
 
 impl Repository {
@@ -140,8 +143,10 @@ impl Repository {
         }
     }
 
-    /// Uploads the file `src` as blob `digest`: POST a session, PATCH the content as one stream,
-    /// PUT `?digest=`.
+    /// Uploads the file `src` as blob `digest`: POST a session, PATCH the content in chunks of
+    /// [`UPLOAD_CHUNK`] (`Content-Range`), PUT `?digest=`. A chunk that fails in transit (or that
+    /// the registry refuses with 416 or a 5xx) is resumed from the offset the registry reports for
+    /// the session (`GET`, `Range: 0-<last>`).
     pub async fn upload_blob(
         &self,
         digest: &str,
@@ -158,35 +163,29 @@ impl Repository {
         if resp.status() != StatusCode::ACCEPTED {
             return Err(from_response(resp).await);
         }
-        let location = self.location(&resp)?;
-        let file = tokio::fs::File::open(src)
+        let mut location = self.location(&resp)?;
+        let src_name = src.display().to_string();
+        let size = tokio::fs::metadata(src)
             .await
-            .map_err(|e| ClientError::io(&src.display().to_string(), e))?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| ClientError::io(&src.display().to_string(), e))?
+            .map_err(|e| ClientError::io(&src_name, e))?
             .len();
-        let mut sent = 0u64;
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 16).map(move |chunk| {
-            if let Ok(c) = &chunk {
-                sent += c.len() as u64;
-                progress(sent);
+        let (mut offset, mut failures) = (0u64, 0usize);
+        while offset < size {
+            let len = UPLOAD_CHUNK.min(size - offset);
+            match self.patch_chunk(&location, src, offset, len, &progress).await {
+                Ok(next) => {
+                    location = next;
+                    offset += len;
+                }
+                Err(e) if e.retryable() && failures < RESUME_ATTEMPTS => {
+                    failures += 1;
+                    tracing::info!(%digest, offset, error = %e, "blob upload chunk failed; resuming");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * failures as u64)).await;
+                    (location, offset) = self.upload_status(&location).await?;
+                }
+                Err(e) => return Err(e),
             }
-            chunk
-        });
-        let resp = self
-            .request(Method::PATCH, &location)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, size.to_string())
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await
-            .map_err(|e| ClientError::transport(&location, e))?;
-        if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::NO_CONTENT {
-            return Err(from_response(resp).await);
         }
-        let location = self.location(&resp).unwrap_or(location);
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
         let resp = self
@@ -200,6 +199,71 @@ impl Repository {
             return Err(from_response(resp).await);
         }
         Ok(())
+    }
+
+    /// Sends bytes `offset..offset+len` of `src`; returns the session's next location.
+    async fn patch_chunk(
+        &self,
+        location: &str,
+        src: &Path,
+        offset: u64,
+        len: u64,
+        progress: &std::sync::Arc<dyn Fn(u64) + Send + Sync>,
+    ) -> Result<String, ClientError> {
+        let src_name = src.display().to_string();
+        let mut file = tokio::fs::File::open(src)
+            .await
+            .map_err(|e| ClientError::io(&src_name, e))?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| ClientError::io(&src_name, e))?;
+        let mut sent = offset;
+        let progress = progress.clone();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), 1 << 16).map(move |chunk| {
+            if let Ok(c) = &chunk {
+                sent += c.len() as u64;
+                progress(sent);
+            }
+            chunk
+        });
+        let resp = self
+            .request(Method::PATCH, location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len.to_string())
+            .header(CONTENT_RANGE, format!("{}-{}", offset, offset + len - 1))
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(location, e))?;
+        if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::NO_CONTENT {
+            return Err(from_response(resp).await);
+        }
+        Ok(self.location(&resp).unwrap_or_else(|_| location.to_string()))
+    }
+
+    /// Where an upload session stands: its location and the offset of the next byte it expects.
+    async fn upload_status(&self, location: &str) -> Result<(String, u64), ClientError> {
+        let resp = self
+            .request(Method::GET, location)
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(location, e))?;
+        if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
+            return Err(from_response(resp).await);
+        }
+        // `Range: 0-<last byte>`. distribution answers `0-0` for an empty session as well as for
+        // one stored byte: read as empty (chunks are far bigger than one byte).
+        let next = resp
+            .headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| r.trim_start_matches("bytes=").split_once('-'))
+            .and_then(|(_, end)| end.parse::<u64>().ok())
+            .map_or(0, |end| if end == 0 { 0 } else { end + 1 });
+        Ok((
+            self.location(&resp).unwrap_or_else(|_| location.to_string()),
+            next,
+        ))
     }
 
     fn location(&self, resp: &reqwest::Response) -> Result<String, ClientError> {

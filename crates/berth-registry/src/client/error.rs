@@ -36,6 +36,12 @@ impl ClientError {
         }
     }
 
+    /// Worth resuming: a broken connection, the registry's own failure (5xx), or a range it
+    /// did not expect (416: ask where the upload stands, and go on from there).
+    pub fn retryable(&self) -> bool {
+        self.kind == ErrorKind::Transport || self.status.is_some_and(|s| s >= 500 || s == 416)
+    }
+
     pub(crate) fn transport(url: &str, e: reqwest::Error) -> ClientError {
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(&e);

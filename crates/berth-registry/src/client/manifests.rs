@@ -144,3 +144,73 @@ fn guess_media_type(bytes: &[u8]) -> String {
         "application/vnd.oci.image.manifest.v1+json".into()
     }
 }
+
+#[derive(serde::Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+impl Repository {
+    /// Every tag of the repository (`tags/list`, following `Link: <...>; rel="next"` pages).
+    pub async fn list_tags(&self) -> Result<Vec<String>, ClientError> {
+        let mut url = self.url("tags/list");
+        let mut tags = Vec::new();
+        for _ in 0..10_000 {
+            let resp = self
+                .request(Method::GET, &url)
+                .send()
+                .await
+                .map_err(|e| ClientError::transport(&url, e))?;
+            if !resp.status().is_success() {
+                return Err(from_response(resp).await);
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .map(|l| self.absolute(&l));
+            let body = resp.bytes().await.map_err(|e| ClientError::transport(&url, e))?;
+            let page: TagList = serde_json::from_slice(&body)
+                .map_err(|e| ClientError::new(ErrorKind::Protocol, format!("tag list: {e}")))?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => url = n,
+                None => return Ok(tags),
+            }
+        }
+        Err(ClientError::new(ErrorKind::Protocol, "tag list does not end"))
+    }
+}
+
+/// The target of a `Link` header's `rel="next"` entry.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::next_link;
+
+    #[test]
+    fn next_link_is_read_from_the_header() {
+        assert_eq!(
+            next_link("</v2/a/tags/list?n=2&last=b>; rel=\"next\"").as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(next_link("</x>; rel=\"prev\""), None);
+    }
+}

@@ -67,8 +67,16 @@ fn tokio_stream_from<T: Send + 'static>(
 pub async fn pull(d: AppState, q: &Query, headers: &HeaderMap) -> ApiResult {
     let image = q.non_empty("fromImage").unwrap_or_default();
     let reference = dist::pull_reference(image, q.non_empty("tag"))?;
-    let prepared = dist::prepare_pull(&d, reference, registry_auth(headers)).await?;
     let store = d.images.store.clone();
+    if reference.tag().is_none() && reference.digest().is_none() {
+        // No tag at all: every tag, as dockerd (`docker pull --all-tags`).
+        let creds = registry_auth(headers);
+        let tags = dist::list_tags(&d, &reference, creds.clone()).await?;
+        return Ok(stream_task(move |tx| {
+            Box::pin(async move { dist::run_pull_all(&d, store, reference, tags, creds, tx).await })
+        }));
+    }
+    let prepared = dist::prepare_pull(&d, reference, registry_auth(headers)).await?;
     Ok(stream_task(move |tx| {
         Box::pin(async move { dist::run_pull(&d, store, prepared, tx).await })
     }))

@@ -326,6 +326,54 @@ fn pick_platform(entries: &[Descriptor]) -> Option<&Descriptor> {
         .copied()
 }
 
+/// `pull --all-tags` (a `fromImage` without a tag): the repository's tags, before streaming.
+pub async fn list_tags(d: &Daemon, reference: &Reference, creds: Option<Credentials>) -> Res<Vec<String>> {
+    let repo = client(d)?
+        .repository(reference.domain(), reference.path(), Access::Pull, creds)
+        .await
+        .map_err(DistributionError::client)?;
+    let tags = repo.list_tags().await.map_err(|e| match e.kind {
+        ErrorKind::NotFound => DistributionError::new(
+            404,
+            format!(
+                "repository {} not found: {}",
+                reference.familiar_name(),
+                e.message
+            ),
+        ),
+        _ => DistributionError::client(e),
+    })?;
+    if tags.is_empty() {
+        return Err(DistributionError::new(
+            404,
+            format!("repository {} has no tags", reference.familiar_name()),
+        ));
+    }
+    Ok(tags)
+}
+
+/// Pulls each of `tags` of `reference`'s repository in turn, as dockerd does for `pull -a`.
+pub async fn run_pull_all(
+    d: &Daemon,
+    store: Arc<ImageStore>,
+    reference: Reference,
+    tags: Vec<String>,
+    creds: Option<Credentials>,
+    tx: UnboundedSender<JsonMessage>,
+) -> Res<()> {
+    let mut newer = false;
+    for tag in tags {
+        let tagged = reference
+            .clone()
+            .with_tag(&tag)
+            .map_err(|e| DistributionError::new(500, format!("registry tag {tag:?}: {e}")))?;
+        let prepared = prepare_pull(d, tagged, creds.clone()).await?;
+        newer |= pull_one(d, store.clone(), prepared, tx.clone()).await?;
+    }
+    send(&tx, pull_status(&reference.familiar_string(), newer));
+    Ok(())
+}
+
 /// Downloads config and layers, records the image, and streams Docker's messages to `tx`.
 pub async fn run_pull(
     d: &Daemon,
@@ -333,6 +381,28 @@ pub async fn run_pull(
     p: PreparedPull,
     tx: UnboundedSender<JsonMessage>,
 ) -> Res<()> {
+    let shown = p.reference.familiar_string();
+    let newer = pull_one(d, store, p, tx.clone()).await?;
+    send(&tx, pull_status(&shown, newer));
+    Ok(())
+}
+
+/// Docker's last line of a pull: whether anything new was stored under `shown`.
+fn pull_status(shown: &str, newer: bool) -> JsonMessage {
+    JsonMessage::status(if newer {
+        format!("Status: Downloaded newer image for {shown}")
+    } else {
+        format!("Status: Image is up to date for {shown}")
+    })
+}
+
+/// One manifest's pull, up to its `Digest:` line; true when the image or tag is new.
+async fn pull_one(
+    d: &Daemon,
+    store: Arc<ImageStore>,
+    p: PreparedPull,
+    tx: UnboundedSender<JsonMessage>,
+) -> Res<bool> {
     let m: berth_image::manifest::Manifest = serde_json::from_slice(&p.manifest)
         .map_err(|e| DistributionError::new(500, format!("invalid manifest: {e}")))?;
     send(
@@ -439,18 +509,9 @@ pub async fn run_pull(
         remember(&p.repo.registry, &l.digest.to_string(), &p.repo.name);
     }
     send(&tx, JsonMessage::status(format!("Digest: {}", p.top_digest)));
-    let shown = name.familiar_string();
     let up_to_date = pulled.existed && before.as_ref() == Some(&pulled.id);
-    send(
-        &tx,
-        JsonMessage::status(if up_to_date {
-            format!("Status: Image is up to date for {shown}")
-        } else {
-            format!("Status: Downloaded newer image for {shown}")
-        }),
-    );
-    image_event(d, "pull", &shown);
-    Ok(())
+    image_event(d, "pull", &name.familiar_string());
+    Ok(!up_to_date)
 }
 
 /// Downloads a blob into the store; with `unpack`, returns the layer unpacked on the way.
