@@ -60,6 +60,56 @@ impl Registry {
         reg
     }
 
+    /// berth's own registry with Docker token auth (its built-in `/token` endpoint): `users`
+    /// with bcrypt passwords, and access rules `ACCOUNT:PATTERN:ACTIONS`.
+    fn start_berth_token_auth(users: &[(&str, &str)], access: &[&str]) -> Registry {
+        let dir = tempfile::Builder::new().prefix("berth-reg-").tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut htpasswd = Vec::new();
+        for (user, pass) in users {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, pass])
+                .output()
+                .expect("htpasswd (apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            htpasswd.extend_from_slice(&out.stdout);
+        }
+        std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let mut cmd = Command::new(bin("berth-registry"));
+        cmd.arg("serve")
+            .arg("--addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(dir.path().join("data"))
+            .arg("--htpasswd")
+            .arg(dir.path().join("htpasswd"))
+            .arg("--token-auth");
+        for rule in access {
+            cmd.args(["--access", rule]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("berth-registry");
+        let reg = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "berth-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
     fn host(&self) -> String {
         format!("localhost:{}", self.port)
     }
@@ -329,4 +379,44 @@ fn pull_all_tags_brings_every_tag() {
     // A repository the registry does not have.
     let out = d3.docker(&["pull", "-a", &format!("{}/no/such", reg.host())]);
     assert_failure(&out, "pull -a of a missing repository");
+}
+
+#[test]
+fn token_auth_registry_through_berthd() {
+    let reg = Registry::start_berth_token_auth(
+        &[("alice", "wonder"), ("bob", "builder")],
+        &["alice:*:pull,push", "bob:*:pull"],
+    );
+    let name = format!("{}/team/bb", reg.host());
+    let d = Daemon::start();
+    d.import_busybox();
+    assert_success(&d.docker(&["tag", "busybox", &name]), "tag");
+
+    let out = d.docker(&["push", &name]);
+    assert_failure(&out, "push without login");
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    let out = d.docker(&["login", &reg.host(), "-u", "alice", "-p", "wrong"]);
+    assert_failure(&out, "login with a wrong password");
+
+    let out = d.docker(&["login", &reg.host(), "-u", "alice", "-p", "wonder"]);
+    assert_success(&out, "login alice");
+    let out = d.docker(&["push", &name]);
+    assert_success(&out, "alice pushes");
+    assert!(stdout(&out).contains("Pushed"), "{}", stdout(&out));
+
+    // bob may pull but not push.
+    let out = d.docker(&["login", &reg.host(), "-u", "bob", "-p", "builder"]);
+    assert_success(&out, "login bob");
+    let other = format!("{}/team/other", reg.host());
+    assert_success(&d.docker(&["tag", "busybox", &other]), "tag other");
+    let out = d.docker(&["push", &other]);
+    assert_failure(&out, "bob pushes");
+    let err = stderr(&out);
+    assert!(err.contains("denied") || err.contains("unauthorized"), "{err}");
+    assert_success(&d.docker(&["rmi", &name]), "rmi");
+    let out = d.docker(&["pull", &name]);
+    assert_success(&out, "bob pulls");
+    let out = d.docker(&["run", "--rm", &name, "echo", "pulled"]);
+    assert_success(&out, "run");
+    assert_eq!(stdout(&out), "pulled\n");
 }
