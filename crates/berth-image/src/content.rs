@@ -63,13 +63,15 @@ impl ContentStore {
         let tmp = self.ingest.join(format!("{:016x}", rand::random::<u64>()));
         let result = (|| {
             let file = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+            let file = EagerWriteback::new(file);
             let mut w = DigestWriter::new(BufWriter::with_capacity(1 << 20, file));
             io::copy(&mut reader, &mut w).ctx(|| "writing blob".into())?;
             let (digest, size, buf) = w.finish();
             let file = buf
                 .into_inner()
                 .map_err(|e| e.into_error())
-                .ctx(|| "writing blob".into())?;
+                .ctx(|| "writing blob".into())?
+                .into_inner();
             if let Some(expected) = expected {
                 if *expected != digest {
                     return Err(ImageError::DigestMismatch {
@@ -146,6 +148,55 @@ pub fn start_writeback(file: &impl std::os::fd::AsRawFd, offset: u64, len: u64) 
             len as libc::off64_t,
             libc::SYNC_FILE_RANGE_WRITE,
         );
+    }
+}
+
+/// Bytes written between two starts of writeback by [`EagerWriteback`].
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+/// A file writer that starts the kernel's writeback of what it wrote every few MiB, so that the
+/// fsync making a big file durable overlaps with writing it instead of following it.
+pub struct EagerWriteback {
+    file: File,
+    written: u64,
+    started: u64,
+}
+
+impl EagerWriteback {
+    pub fn new(file: File) -> EagerWriteback {
+        EagerWriteback {
+            file,
+            written: 0,
+            started: 0,
+        }
+    }
+
+    /// Empties the file, to write it again from the start.
+    pub fn truncate(&mut self) -> io::Result<()> {
+        self.file.set_len(0)?;
+        io::Seek::rewind(&mut self.file)?;
+        (self.written, self.started) = (0, 0);
+        Ok(())
+    }
+
+    pub fn into_inner(self) -> File {
+        self.file
+    }
+}
+
+impl io::Write for EagerWriteback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.started >= WRITEBACK_STEP {
+            start_writeback(&self.file, self.started, 0);
+            self.started = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

@@ -188,7 +188,7 @@ impl Storage {
             .await?;
         data.seek(SeekFrom::Start(cursor.size)).await?;
         let mut hasher = cursor.hasher.take();
-        let mut written = 0u64;
+        let (mut written, mut flushed) = (0u64, 0u64);
         let result: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
@@ -197,6 +197,11 @@ impl Storage {
                 }
                 data.write_all(&chunk).await?;
                 written += chunk.len() as u64;
+                if written - flushed >= super::WRITEBACK_STEP {
+                    data.flush().await?;
+                    super::start_writeback(&data, cursor.size + flushed);
+                    flushed = written;
+                }
             }
             if let Some(length) = length {
                 if length != written {

@@ -2,12 +2,13 @@
 //! layer, into the unpacker at the same time, on one blocking thread, so a layer is unpacked by
 //! the time its last byte arrives instead of being read back afterwards.
 
+use berth_image::content::EagerWriteback;
 use berth_image::layers::StagedLayer;
 use berth_image::{Digest, ImageStore};
 use berth_registry::client::{BlobSink, ClientError, Progress, Repository};
 use bytes::Bytes;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -38,38 +39,22 @@ fn writer_gone() -> io::Error {
     io::Error::other("the download writer stopped")
 }
 
-/// Written bytes between two starts of writeback of the download file.
-const WRITEBACK_STEP: u64 = 8 << 20;
-
 /// The writer side: a reader over the queue that copies every chunk into the download file first.
 struct TeeReader {
     rx: mpsc::Receiver<Piece>,
-    file: BufWriter<File>,
+    /// The blob is fsynced when it joins the store: its writeback starts as it is written.
+    file: BufWriter<EagerWriteback>,
     current: Bytes,
-    /// Bytes written, and how many of them have had their writeback started.
-    written: u64,
-    flushed: u64,
 }
 
 impl TeeReader {
     fn next_piece(&mut self) -> io::Result<Option<Piece>> {
         let piece = self.rx.blocking_recv();
         match &piece {
-            Some(Piece::Chunk(c)) => {
-                self.file.write_all(c)?;
-                self.written += c.len() as u64;
-                if self.written - self.flushed >= WRITEBACK_STEP {
-                    // The blob is fsynced when it joins the store: start its disk writes now.
-                    self.file.flush()?;
-                    berth_image::content::start_writeback(self.file.get_ref(), self.flushed, 0);
-                    self.flushed = self.written;
-                }
-            }
+            Some(Piece::Chunk(c)) => self.file.write_all(c)?,
             Some(Piece::Restart) => {
                 self.file.flush()?;
-                self.file.get_ref().set_len(0)?;
-                self.file.rewind()?;
-                (self.written, self.flushed) = (0, 0);
+                self.file.get_mut().truncate()?;
             }
             None => {}
         }
@@ -79,7 +64,7 @@ impl TeeReader {
     /// Writes what is still queued, after the unpacker stopped reading.
     fn drain(mut self) -> io::Result<File> {
         while self.next_piece()?.is_some() {}
-        self.file.into_inner().map_err(|e| e.into_error())
+        Ok(self.file.into_inner().map_err(|e| e.into_error())?.into_inner())
     }
 }
 
@@ -166,10 +151,8 @@ fn write_and_unpack(
 ) -> io::Result<Option<StagedLayer>> {
     let mut tee = TeeReader {
         rx,
-        file: BufWriter::with_capacity(1 << 20, file),
+        file: BufWriter::with_capacity(1 << 20, EagerWriteback::new(file)),
         current: Bytes::new(),
-        written: 0,
-        flushed: 0,
     };
     let unpacked = if let Some(blob) = unpack_as {
         match store.unpack_layer(&mut tee, blob) {
