@@ -242,3 +242,139 @@ fn bad_input_gives_clear_errors_and_tags_nothing() {
     let out = d.berth(&["images", "-q"]);
     assert_success(&out, "images");
 }
+
+/// An HTTP server on 127.0.0.1 answering GET `path` with `body` (and 404 otherwise) until
+/// dropped; counts the requests it served.
+struct FileServer {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl FileServer {
+    fn start(path: &'static str, body: &[u8]) -> FileServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = FileServer {
+            port,
+            hits: Default::default(),
+            stop: Default::default(),
+            body: std::sync::Arc::new(std::sync::Mutex::new(body.to_vec())),
+        };
+        let (hits, stop, body) = (server.hits.clone(), server.stop.clone(), server.body.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let (plain, query) = (format!("GET {path} "), format!("GET {path}?"));
+                let reply = if req.starts_with(plain.as_bytes()) || req.starts_with(query.as_bytes()) {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let body = body.lock().unwrap().clone();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    [head.into_bytes(), body].concat()
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+                };
+                let _ = conn.write_all(&reply);
+            }
+        });
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[test]
+fn add_from_a_url_downloads_checks_the_checksum_and_caches_by_content() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let web = FileServer::start("/files/hello.txt", b"hello from the web\n");
+    let url = web.url("/files/hello.txt");
+    let sum = sha256_hex(b"hello from the web\n");
+    let dockerfile = format!(
+        "FROM busybox\nADD {url} /web/\nADD --checksum=sha256:{sum} {url}?v=1 /web/renamed.txt\n\
+         CMD [\"sh\", \"-c\", \"cat /web/hello.txt; stat -c %a /web/hello.txt; cat /web/renamed.txt\"]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), &dockerfile).unwrap();
+    let ctx = dir.path().to_str().unwrap();
+    let out = d.docker(&["build", "-t", "web:1", ctx]);
+    assert_success(&out, "docker build with ADD <url>");
+    let out = d.docker(&["run", "--rm", "web:1"]);
+    assert_success(&out, "run");
+    // Downloaded files are 0600, as the classic builder makes them.
+    assert_eq!(stdout(&out), "hello from the web\n600\nhello from the web\n");
+    assert_eq!(web.hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    // Unchanged content: downloaded again (to know), and every step from the cache.
+    let first = image_id(&d, "web:1");
+    let out = d.berth(&["build", "-t", "web:2", ctx]);
+    assert_success(&out, "second build");
+    assert_eq!(image_id(&d, "web:2"), first);
+    assert_eq!(stdout(&out).matches("CACHED").count(), 3, "{}", stdout(&out));
+    // New content at the same URL: the ADD step runs again.
+    *web.body.lock().unwrap() = b"changed\n".to_vec();
+    let out = d.berth(&["build", "-t", "web:3", ctx]);
+    assert_failure(&out, "the pinned checksum no longer matches");
+    assert!(
+        stderr(&out).contains(&format!(
+            "digest mismatch sha256:{sum}: sha256:{}",
+            sha256_hex(b"changed\n")
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_failure(&d.berth(&["image", "inspect", "web:3"]), "nothing tagged");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM busybox\nADD {url} /web/\nCMD [\"cat\", \"/web/hello.txt\"]\n"),
+    )
+    .unwrap();
+    let out = d.berth(&["build", "-t", "web:4", ctx]);
+    assert_success(&out, "build after the content changed");
+    let out = d.docker(&["run", "--rm", "web:4"]);
+    assert_eq!(stdout(&out), "changed\n");
+
+    // A URL that answers 404.
+    let t = build_error(
+        &d,
+        &[(
+            "Dockerfile",
+            format!("FROM busybox\nADD {} /x\n", web.url("/missing")).as_bytes(),
+        )],
+        "t=bad:1",
+    );
+    assert!(t.contains("failed to GET") && t.contains("404"), "{t}");
+    assert_failure(&d.berth(&["image", "inspect", "bad:1"]), "nothing tagged");
+}

@@ -22,6 +22,9 @@ pub enum CopySource {
     Path { rel: String, full: PathBuf },
     /// An inline heredoc file.
     Inline { name: String, content: String },
+    /// A file ADD downloaded from a URL: `name` from the URL's path, placed with mode 0600 (as
+    /// the classic builder) and never unpacked.
+    Downloaded { name: String, full: PathBuf },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -175,6 +178,10 @@ pub fn content_digest(sources: &[CopySource]) -> Result<String, BuildError> {
                 h.update(format!("src {rel}\0"));
                 digest_tree(full, "", &mut h)?;
             }
+            CopySource::Downloaded { name, full } => {
+                h.update(format!("url {name}\0"));
+                digest_tree(full, "", &mut h)?;
+            }
         }
     }
     Ok(hex::encode(h.finalize()))
@@ -245,14 +252,18 @@ pub fn copy_into(
                 };
                 let parent = parent_of(&target);
                 make_dirs(root, &parent, uid, gid)?;
-                write_file(
-                    root,
-                    &target,
-                    &mut content.as_bytes(),
-                    opts.chmod.unwrap_or(0o644),
-                    uid,
-                    gid,
-                )?;
+                let mode = opts.chmod.unwrap_or(0o644);
+                write_file(root, &target, &mut content.as_bytes(), mode, uid, gid)?;
+            }
+            CopySource::Downloaded { name, full } => {
+                let target = if dest_is_dir_named || dest_exists_as_dir {
+                    format!("{}/{}", dest.trim_end_matches('/'), name)
+                } else {
+                    dest.to_string()
+                };
+                make_dirs(root, &parent_of(&target), uid, gid)?;
+                let mode = opts.chmod.unwrap_or(0o600);
+                write_file(root, &target, &mut File::open(full)?, mode, uid, gid)?;
             }
             CopySource::Path { rel, full } => {
                 let m = std::fs::symlink_metadata(full)?;

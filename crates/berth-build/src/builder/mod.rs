@@ -72,6 +72,8 @@ pub trait Executor: Sync {
     fn run(&self, req: &RunRequest, events: &mut dyn FnMut(RunEvent<'_>)) -> Result<RunOutcome, BuildError>;
     /// Removes a container `run` made.
     fn remove(&self, container_id: &str);
+    /// Downloads `url` (ADD's URL source) into the new file `dest`.
+    fn download(&self, url: &str, dest: &Path) -> Result<(), BuildError>;
 }
 
 /// A build failure, with the message Docker gives and, for a failing RUN, its exit code.

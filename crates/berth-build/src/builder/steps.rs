@@ -6,12 +6,13 @@ use super::metadata::{self, StageFlags};
 use super::rootfs::{resolve_in_root, OverlayMount};
 use super::{image_lowers, rfc3339, BuildError, BuildOptions, Executor, RunEvent, RunRequest};
 use crate::cache::{step_key, BuildCache};
-use crate::dockerfile::{Dockerfile, Instruction, InstructionKind, Source};
+use crate::dockerfile::{Add, Dockerfile, Instruction, InstructionKind, Source};
 use crate::plan::{resolve_stage_arg, BaseRef, BuildPlan};
 use crate::shell::Env;
 use berth_image::config::History;
 use berth_image::layer::{store_layer_diff, DiffOptions};
 use berth_image::{ContainerConfig, DerivedLayer, Digest, ImageConfig, ImageStore};
+use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -296,6 +297,9 @@ impl Builder<'_> {
             }
         }
 
+        // ADD's URL sources, downloaded before the cache lookup (their content is in the key, as
+        // in the classic builder); the files go when the step ends.
+        let mut downloads: Option<Downloads> = None;
         let content = match &kind {
             InstructionKind::Copy(c) => {
                 Some(
@@ -306,15 +310,12 @@ impl Builder<'_> {
                 )
             }
             InstructionKind::Add(a) => {
-                if a.sources
-                    .iter()
-                    .any(|s| matches!(s, Source::Path(p) if is_url(p)))
-                {
-                    return Err(BuildError::user("ADD from a URL is not supported by berthd yet"));
-                }
+                downloads = Some(self.download_sources(a)?);
+                let fetched = downloads.as_ref().map_or(&[][..], |d| &d.sources[..]);
                 Some(self.with_source_root(None, df, context, results, |root, what| {
-                    copy::find_sources(root, &path_sources(&a.sources), what)
-                        .and_then(|found| copy::content_digest(&found))
+                    let mut found = copy::find_sources(root, &local_sources(&a.sources), what)?;
+                    found.extend(fetched.iter().cloned());
+                    copy::content_digest(&found)
                 })?)
             }
             _ => None,
@@ -371,9 +372,11 @@ impl Builder<'_> {
                 }
             }
             InstructionKind::Add(a) => {
-                let paths = path_sources(&a.sources);
+                let paths = local_sources(&a.sources);
+                let fetched = downloads.as_ref().map_or(&[][..], |d| &d.sources[..]);
                 let layer = self.with_source_root(None, df, context, results, |root, what| {
                     let mut found = copy::find_sources(root, &paths, what)?;
+                    found.extend(fetched.iter().cloned());
                     found.extend(inline_sources(&a.sources));
                     self.copy_step(
                         stage,
@@ -621,6 +624,51 @@ impl Builder<'_> {
         Ok((diff.diff.files > 0).then(|| DerivedLayer::from(&diff)))
     }
 
+    /// Downloads ADD's URL sources (checking `--checksum`) into the build's scratch directory.
+    fn download_sources(&self, a: &Add) -> Result<Downloads, BuildError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut downloads = Downloads {
+            dir: self.work_dir.join(format!("add-{n}")),
+            sources: Vec::new(),
+        };
+        let urls: Vec<String> = path_sources(&a.sources)
+            .into_iter()
+            .filter(|p| is_url(p))
+            .collect();
+        if let Some(sum) = &a.checksum {
+            if urls.len() != 1 || a.sources.len() != 1 {
+                return Err(BuildError::user(
+                    "checksum can't be specified for multiple sources or non-HTTP(S) sources",
+                ));
+            }
+            if !sum.starts_with("sha256:") || sum.len() != 71 {
+                return Err(BuildError::user(format!("invalid checksum digest format: {sum}")));
+            }
+        }
+        for (i, url) in urls.iter().enumerate() {
+            if url.starts_with("git@") || url.ends_with(".git") {
+                return Err(BuildError::user(format!(
+                    "ADD from a git repository is not supported by the classic builder: {url}"
+                )));
+            }
+            let name = url_file_name(url)?;
+            std::fs::create_dir_all(&downloads.dir)?;
+            let full = downloads.dir.join(i.to_string());
+            self.executor.download(url, &full)?;
+            if let Some(want) = &a.checksum {
+                let mut h = Sha256::new();
+                std::io::copy(&mut std::fs::File::open(&full)?, &mut h)?;
+                let got = format!("sha256:{}", hex::encode(h.finalize()));
+                if &got != want {
+                    return Err(BuildError::user(format!("digest mismatch {want}: {got}")));
+                }
+            }
+            downloads.sources.push(CopySource::Downloaded { name, full });
+        }
+        Ok(downloads)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn copy_step(
         &self,
@@ -733,6 +781,35 @@ fn heredoc_digest(kind: &InstructionKind) -> String {
     }
 }
 
+/// ADD's sources that are paths in the context (not URLs).
+fn local_sources(sources: &[Source]) -> Vec<String> {
+    path_sources(sources).into_iter().filter(|p| !is_url(p)).collect()
+}
+
+/// Files an ADD step downloaded; removed with the step.
+struct Downloads {
+    dir: PathBuf,
+    sources: Vec<CopySource>,
+}
+
+impl Drop for Downloads {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The file name a URL's path ends in (the classic builder's rule), or an error.
+fn url_file_name(url: &str) -> Result<String, BuildError> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let after_host = path.splitn(4, '/').nth(3).unwrap_or("");
+    match after_host.rsplit('/').next() {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => Ok(name.to_string()),
+        _ => Err(BuildError::user(format!(
+            "cannot determine filename from url: {url}"
+        ))),
+    }
+}
+
 fn is_url(p: &str) -> bool {
     p.starts_with("http://") || p.starts_with("https://") || p.starts_with("git@")
 }
@@ -798,4 +875,18 @@ fn parse_chown(root: &Path, spec: &str) -> Result<(u32, u32), BuildError> {
         None => uid,
     };
     Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::url_file_name;
+
+    #[test]
+    fn the_file_name_is_the_last_path_segment() {
+        assert_eq!(url_file_name("http://h:1/a/b/c.tar.gz").unwrap(), "c.tar.gz");
+        assert_eq!(url_file_name("https://h/file.txt?x=1#frag").unwrap(), "file.txt");
+        for bad in ["http://h", "http://h/", "http://h/dir/", "https://h/a/.."] {
+            assert!(url_file_name(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use berth_image::layer::{store_layer_diff, DiffOptions};
 use berth_image::{DerivedLayer, Digest, ImageStore, Reference};
 use serde_json::{json, Map, Value};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -246,6 +246,31 @@ impl Executor for ContainerExecutor {
                 exit_code: exit,
                 upper,
             })
+        })
+    }
+
+    fn download(&self, url: &str, dest: &Path) -> Result<(), BuildError> {
+        let fail = |e: &dyn std::fmt::Display| BuildError::user(format!("failed to GET {url}: {e}"));
+        self.handle.block_on(async {
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| fail(&e))?;
+            let resp = client.get(url).send().await.map_err(|e| fail(&e))?;
+            if !resp.status().is_success() {
+                return Err(BuildError::user(format!(
+                    "failed to GET {url} with status {}",
+                    resp.status()
+                )));
+            }
+            let mut file = std::fs::File::create(dest).map_err(|e| fail(&e))?;
+            let mut body = resp.bytes_stream();
+            while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                let chunk = chunk.map_err(|e| fail(&e))?;
+                std::io::Write::write_all(&mut file, &chunk).map_err(|e| fail(&e))?;
+            }
+            Ok(())
         })
     }
 
