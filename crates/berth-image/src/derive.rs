@@ -23,7 +23,12 @@ impl From<&CompressedDiff> for DerivedLayer {
         DerivedLayer {
             blob: BlobRef {
                 digest: d.digest.clone(),
-                media_type: manifest::OCI_LAYER_GZIP.into(),
+                media_type: if d.gzip {
+                    manifest::OCI_LAYER_GZIP
+                } else {
+                    manifest::OCI_LAYER
+                }
+                .into(),
                 size: d.size,
             },
             diff_id: d.diff.diff_id.clone(),

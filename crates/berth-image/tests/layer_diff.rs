@@ -582,6 +582,7 @@ fn identical_trees_give_identical_bytes() {
     // With SOURCE_DATE_EPOCH, later mtimes are clamped and earlier ones kept.
     let opts = DiffOptions {
         source_date_epoch: Some(T0),
+        ..Default::default()
     };
     let (ca, cb) = (diff(a, &opts), diff(b, &opts));
     assert!(ca == cb, "clamped tars differ");
@@ -625,12 +626,26 @@ fn store_layer_diff_commits_the_compressed_blob() {
     fs::write(upper.join("big"), &noise).unwrap();
     let store = ContentStore::open(store_dir).unwrap();
 
-    let got = store_layer_diff(&store, upper, &DiffOptions::default()).unwrap();
+    let gzip = DiffOptions {
+        gzip: true,
+        ..Default::default()
+    };
+    let got = store_layer_diff(&store, upper, &gzip).unwrap();
     let mut gz = Vec::new();
     let want = compress_layer_diff(upper, &mut gz, &DiffOptions::default()).unwrap();
     assert_eq!(got, want);
     assert_eq!(store.read_blob(&got.digest).unwrap(), gz);
     assert_eq!(store.list().unwrap(), std::slice::from_ref(&got.digest));
+
+    // By default the plain tar is stored, under its diff ID.
+    let plain = store_layer_diff(&store, upper, &DiffOptions::default()).unwrap();
+    assert!(!plain.gzip);
+    assert_eq!(plain.digest, plain.diff.diff_id);
+    assert_eq!(plain.diff, got.diff);
+    let mut tar = Vec::new();
+    write_layer_diff(upper, &mut tar, &DiffOptions::default()).unwrap();
+    assert_eq!(store.read_blob(&plain.digest).unwrap(), tar);
+    store.delete(&plain.digest).unwrap();
 
     // A failed diff stores nothing.
     set_xattr(&upper.join("d0"), "trusted.overlay.redirect", b"/elsewhere");

@@ -575,6 +575,7 @@ impl Builder<'_> {
             &outcome.upper,
             &DiffOptions {
                 source_date_epoch: Some(epoch),
+                ..Default::default()
             },
         );
         if !opts.keep_containers {
@@ -619,6 +620,7 @@ impl Builder<'_> {
             &upper,
             &DiffOptions {
                 source_date_epoch: Some(epoch),
+                ..Default::default()
             },
         )?;
         Ok((diff.diff.files > 0).then(|| DerivedLayer::from(&diff)))

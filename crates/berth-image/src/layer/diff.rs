@@ -39,6 +39,10 @@ pub struct DiffOptions {
     /// `SOURCE_DATE_EPOCH`: every mtime later than this (seconds since the Unix epoch) is written
     /// as this, as BuildKit's `rewrite-timestamp` does. Earlier mtimes are kept.
     pub source_date_epoch: Option<i64>,
+    /// [`store_layer_diff`]: store the blob gzip-compressed. Off by default: layers made here
+    /// (build, commit) are stored uncompressed, as dockerd stores them; compressing incompressible
+    /// data costs far more than writing it.
+    pub gzip: bool,
 }
 
 /// What writing a layer diff produced.
@@ -53,15 +57,16 @@ pub struct DiffStats {
     pub files: u64,
 }
 
-/// A gzip-compressed layer diff.
+/// A layer diff as a blob: gzip-compressed, or the plain tar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompressedDiff {
     /// The uncompressed tar.
     pub diff: DiffStats,
-    /// sha256 of the compressed blob (the digest in the image manifest).
+    /// sha256 of the blob (the digest in the image manifest; the diff ID when not compressed).
     pub digest: Digest,
-    /// Length of the compressed blob in bytes.
+    /// Length of the blob in bytes.
     pub size: u64,
+    pub gzip: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,12 +122,18 @@ pub fn compress_layer_diff(upper: &Path, out: impl Write, opts: &DiffOptions) ->
     let (diff, gz) = write_tar(upper, gz, opts)?;
     let (digest, size, mut out) = gz.finish().map_err(DiffError::Write)?.finish();
     out.flush().map_err(DiffError::Write)?;
-    Ok(CompressedDiff { diff, digest, size })
+    Ok(CompressedDiff {
+        diff,
+        digest,
+        size,
+        gzip: true,
+    })
 }
 
-/// [`compress_layer_diff`] straight into the content store: the blob is streamed into the store's
-/// ingest area (by a second thread, so compressing and hashing/writing overlap) and committed
-/// under its digest. On any error nothing is committed.
+/// [`write_layer_diff`] (or [`compress_layer_diff`] with `opts.gzip`) straight into the content
+/// store: the blob is streamed into the store's ingest area (by a second thread, so producing
+/// and hashing/writing overlap) and committed under its digest. On any error nothing is
+/// committed.
 pub fn store_layer_diff(store: &ContentStore, upper: &Path, opts: &DiffOptions) -> Result<CompressedDiff> {
     let (tx, rx) = mpsc::sync_channel(4);
     std::thread::scope(|s| {
@@ -131,7 +142,16 @@ pub fn store_layer_diff(store: &ContentStore, upper: &Path, opts: &DiffOptions) 
                 tx,
                 buf: Vec::with_capacity(WRITE_BUFFER),
             };
-            let res = compress_layer_diff(upper, &mut w, opts);
+            let res = if opts.gzip {
+                compress_layer_diff(upper, &mut w, opts)
+            } else {
+                write_layer_diff(upper, &mut w, opts).map(|diff| CompressedDiff {
+                    digest: diff.diff_id.clone(),
+                    size: diff.size,
+                    diff,
+                    gzip: false,
+                })
+            };
             if res.is_ok() {
                 // Only a stream that ends with this marker is complete.
                 let _ = w.tx.send(None);
