@@ -419,4 +419,73 @@ fn token_auth_registry_through_berthd() {
     let out = d.docker(&["run", "--rm", &name, "echo", "pulled"]);
     assert_success(&out, "run");
     assert_eq!(stdout(&out), "pulled\n");
+
+    // A build whose base is in the private registry: the CLI's stored credentials reach the
+    // daemon in X-Registry-Config.
+    let fresh = Daemon::start();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), format!("FROM {name}\nRUN true\n")).unwrap();
+    let ctx_s = ctx.path().to_str().unwrap();
+    let out = fresh.docker(&["build", "-t", "private:1", ctx_s]);
+    assert_failure(&out, "build without credentials");
+    let out = fresh.docker(&["login", &reg.host(), "-u", "bob", "-p", "builder"]);
+    assert_success(&out, "login bob on the fresh daemon's CLI");
+    let out = fresh.docker(&["build", "-t", "private:1", ctx_s]);
+    assert_success(&out, "build with a private base");
+}
+
+#[test]
+fn build_pulls_a_missing_base_and_pull_refreshes_it() {
+    let reg = Registry::start(None);
+    let name = format!("{}/base/bb:1", reg.host());
+    let d1 = Daemon::start();
+    d1.import_busybox();
+    assert_success(&d1.berth(&["tag", "busybox", &name]), "tag");
+    assert_success(&d1.berth(&["push", &name]), "push v1");
+
+    // A daemon without the base: the classic builder pulls it.
+    let d2 = Daemon::start();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {name}\nRUN echo built > /b\n"),
+    )
+    .unwrap();
+    let ctx_s = ctx.path().to_str().unwrap();
+    let out = d2.docker(&["build", "-t", "app:1", ctx_s]);
+    assert_success(&out, "docker build with a base to pull");
+    let pulling = format!("1: Pulling from {}/base/bb", reg.host());
+    assert!(stdout(&out).contains(&pulling), "{}", stdout(&out));
+    assert_eq!(image_id(&d2, &name), image_id(&d1, &name), "the pulled base");
+    let out = d2.docker(&["run", "--rm", "app:1", "cat", "/b"]);
+    assert_eq!(stdout(&out), "built\n");
+
+    // A new image under the same tag: only --pull sees it.
+    let rootfs = berth_tests::busybox_rootfs().to_str().unwrap().to_string();
+    let out = d1.berth(&["import", "--change", "CMD [\"echo\", \"v2\"]", &rootfs, &name]);
+    assert_success(&out, "import v2");
+    assert_success(&d1.berth(&["push", &name]), "push v2");
+    let out = d2.docker(&["build", "-t", "app:2", ctx_s]);
+    assert_success(&out, "build without --pull");
+    assert!(!stdout(&out).contains("Pulling from"), "{}", stdout(&out));
+    let out = d2.docker(&["run", "--rm", "app:2", "echo", "old-base"]);
+    assert_eq!(stdout(&out), "old-base\n");
+    let out = d2.docker(&["inspect", "--format", "{{json .Config.Cmd}}", "app:2"]);
+    assert_eq!(stdout(&out).trim(), "[\"sh\"]");
+    let out = d2.berth(&["build", "--pull", "-t", "app:3", ctx_s]);
+    assert_success(&out, "berth build --pull");
+    let out = d2.docker(&["run", "--rm", "app:3"]);
+    assert_success(&out, "run app:3");
+    assert_eq!(stdout(&out), "v2\n", "the refreshed base's CMD");
+
+    // A base the registry does not have: the pull's error, and nothing tagged.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {}/base/missing:1\n", reg.host()),
+    )
+    .unwrap();
+    let out = d2.docker(&["build", "-t", "app:4", ctx_s]);
+    assert_failure(&out, "build from a missing base");
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    assert_failure(&d2.docker(&["image", "inspect", "app:4"]), "nothing tagged");
 }

@@ -137,7 +137,7 @@ impl Builder<'_> {
                 BaseRef::Image(name) => {
                     let info = self.store.resolve(name).map_err(|_| {
                         BuildError::user(format!(
-                            "pull access denied for {name}, repository does not exist or may require 'docker login' (berthd has no registry yet: load or import the image first)"
+                            "pull access denied for {name}, repository does not exist or may require 'docker login'"
                         ))
                     })?;
                     Stage {

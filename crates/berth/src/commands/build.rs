@@ -41,6 +41,9 @@ pub struct BuildArgs {
     /// Always remove intermediate containers
     #[arg(long = "force-rm")]
     force_rm: bool,
+    /// Always attempt to pull a newer version of the base images
+    #[arg(long = "pull")]
+    pull: bool,
     /// Build context directory, or "-" to read a tar from STDIN
     #[arg(value_name = "PATH|-")]
     path: String,
@@ -116,6 +119,10 @@ pub async fn build(client: &Client, args: &BuildArgs) -> Result<()> {
     if let Some(n) = &args.network {
         q.push("networkmode", n.clone());
     }
+    if args.pull {
+        q.push("pull", "1");
+    }
+    let client = super::registry::with_all_auth(client)?;
     let body = client::streaming(std::io::Cursor::new(body));
     let resp = client
         .request(Method::POST, "/build", &q, body, Some("application/x-tar"))

@@ -186,6 +186,30 @@ fn auth_for(registry: &str) -> Result<serde_json::Value> {
     Ok(serde_json::json!({}))
 }
 
+/// Every stored credential, as the `X-Registry-Config` header of `/build` (base64url JSON by
+/// server), so that the daemon can pull base images from private registries.
+pub fn with_all_auth(client: &Client) -> Result<Client> {
+    let config = read_config()?;
+    let mut all = serde_json::Map::new();
+    for key in config
+        .get("auths")
+        .and_then(|a| a.as_object())
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        let auth = auth_for(key)?;
+        if auth.as_object().is_some_and(|o| !o.is_empty()) {
+            all.insert(key.clone(), auth);
+        }
+    }
+    let json = serde_json::to_vec(&all)?;
+    Ok(client.with_header(
+        "X-Registry-Config",
+        base64::engine::general_purpose::URL_SAFE.encode(json),
+    ))
+}
+
 fn with_auth(client: &Client, registry: &str) -> Result<Client> {
     let json = serde_json::to_vec(&auth_for(registry)?)?;
     Ok(client.with_header(

@@ -4,7 +4,7 @@ use super::{body_reader, json, receiver_stream, ApiError, ApiResult, AppState};
 use crate::services::build::{start_build, BuildRequest};
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
@@ -28,7 +28,7 @@ fn json_param<T: serde::de::DeserializeOwned + Default>(q: &Query, name: &str) -
     }
 }
 
-fn options(q: &Query) -> Result<BuildRequest, ApiError> {
+fn options(q: &Query, headers: &HeaderMap) -> Result<BuildRequest, ApiError> {
     if q.get("version") == Some("2") {
         return Err(ApiError::bad_request(
             "BuildKit is not supported by berthd: use the classic builder (DOCKER_BUILDKIT=0)",
@@ -62,15 +62,23 @@ fn options(q: &Query) -> Result<BuildRequest, ApiError> {
         force_remove: q.bool("forcerm"),
         keep_containers: q.get("rm").is_some_and(|v| matches!(v, "0" | "false" | "False")),
     };
+    let registry_config = headers.get("x-registry-config").and_then(|v| v.to_str().ok());
     Ok(BuildRequest {
         options,
         quiet: q.bool("q"),
+        pull: q.bool("pull"),
+        registry_auth: crate::services::distribution::decode_auth_config(registry_config),
     })
 }
 
-async fn build(State(d): State<AppState>, RawQuery(q): RawQuery, body: Body) -> ApiResult {
+async fn build(
+    State(d): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let q = Query::parse(q.as_deref());
-    let req = options(&q)?;
+    let req = options(&q, &headers)?;
     let rx = start_build(d.clone(), req, body_reader(body));
     let lines = receiver_stream(rx).map(|m| {
         let mut line = serde_json::to_vec(&m).unwrap_or_default();

@@ -69,6 +69,10 @@ impl BuildService {
 pub struct BuildRequest {
     pub options: BuildOptions,
     pub quiet: bool,
+    /// `pull`: fetch base images from their registry even when they are here.
+    pub pull: bool,
+    /// `X-Registry-Config`: credentials by registry, for pulling base images.
+    pub registry_auth: std::collections::HashMap<String, berth_registry::client::Credentials>,
 }
 
 fn stream(text: impl Into<String>) -> JsonMessage {
@@ -103,7 +107,11 @@ pub fn start_build(
             let _ = futures::executor::block_on(tx.send(m));
         };
         let quiet = req.quiet;
-        let result = run_build(&daemon, handle, req.options, body, &mut |text| {
+        let pulls = BasePulls {
+            always: req.pull,
+            auth: req.registry_auth,
+        };
+        let result = run_build(&daemon, handle, req.options, pulls, body, &mut |text| {
             if !quiet {
                 send(stream(text));
             }
@@ -134,10 +142,71 @@ pub fn start_build(
     rx
 }
 
+/// Which base images a build pulls: those missing here, or all (`pull`), with these credentials.
+struct BasePulls {
+    always: bool,
+    auth: std::collections::HashMap<String, berth_registry::client::Credentials>,
+}
+
+/// Pulls the images the planned stages start from or copy from, as dockerd's classic builder
+/// does: those not here, or all of them with `pull`. Pull progress goes to the build output.
+fn pull_bases(
+    daemon: &Arc<Daemon>,
+    handle: &tokio::runtime::Handle,
+    plan: &berth_build::BuildPlan,
+    pulls: &BasePulls,
+    out: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    use super::distribution as dist;
+    let mut names: Vec<&String> = Vec::new();
+    for stage in &plan.stages {
+        if let berth_build::plan::BaseRef::Image(name) = &stage.base {
+            names.push(name);
+        }
+        names.extend(stage.images.iter());
+    }
+    names.dedup();
+    for name in names {
+        if !pulls.always && daemon.build.store.resolve(name).is_ok() {
+            continue;
+        }
+        let failed = |e: dist::DistributionError| BuildError::user(e.message);
+        let reference = dist::pull_reference(name, None)
+            .map_err(failed)?
+            .with_default_tag();
+        let creds = pulls
+            .auth
+            .get(&dist::normalize_server(reference.domain()))
+            .cloned();
+        handle.block_on(async {
+            let prepared = dist::prepare_pull(daemon, reference, creds)
+                .await
+                .map_err(failed)?;
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let pull = dist::run_pull(daemon, daemon.build.store.clone(), prepared, tx);
+            let show = async {
+                while let Some(m) = rx.recv().await {
+                    // Status lines only: byte counts do not read well as a text stream.
+                    if let (Some(status), None) = (&m.status, &m.progress_detail) {
+                        match &m.id {
+                            Some(id) => out(&format!("{id}: {status}\n")),
+                            None => out(&format!("{status}\n")),
+                        }
+                    }
+                }
+            };
+            let (pulled, ()) = tokio::join!(pull, show);
+            pulled.map_err(failed)
+        })?;
+    }
+    Ok(())
+}
+
 fn run_build(
     daemon: &Arc<Daemon>,
     handle: tokio::runtime::Handle,
     opts: BuildOptions,
+    pulls: BasePulls,
     body: impl Read,
     out: &mut dyn FnMut(&str),
 ) -> Result<(Digest, Vec<Reference>), BuildError> {
@@ -155,6 +224,7 @@ fn run_build(
     }
     let plan = berth_build::plan(&df, opts.target.as_deref(), &opts.build_args)
         .map_err(|e| BuildError::user(e.to_string()))?;
+    pull_bases(daemon, &handle, &plan, &pulls, out)?;
     let executor = ContainerExecutor {
         daemon: daemon.clone(),
         handle,

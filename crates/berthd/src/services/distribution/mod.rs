@@ -99,8 +99,23 @@ fn mount_source(registry: &str, digest: &str, not: &str) -> Option<String> {
 
 /// Decodes `X-Registry-Auth` (base64url JSON, padded or not) into credentials.
 pub fn decode_auth(header: Option<&str>) -> Option<Credentials> {
+    credentials_of(&decode_header_json(header?)?)
+}
+
+/// `X-Registry-Config` (sent with `/build`): credentials by registry server, as the CLI keeps them.
+pub fn decode_auth_config(header: Option<&str>) -> HashMap<String, Credentials> {
+    let Some(serde_json::Value::Object(map)) = header.and_then(decode_header_json) else {
+        return HashMap::new();
+    };
+    map.iter()
+        .filter_map(|(server, v)| Some((normalize_server(server), credentials_of(v)?)))
+        .collect()
+}
+
+/// A header holding base64 (URL-safe or not, padded or not) JSON, or plain JSON.
+fn decode_header_json(header: &str) -> Option<serde_json::Value> {
     use base64::Engine as _;
-    let raw = header?.trim();
+    let raw = header.trim();
     if raw.is_empty() {
         return None;
     }
@@ -113,7 +128,12 @@ pub fn decode_auth(header: Option<&str>) -> Option<Credentials> {
         .iter()
         .find_map(|e| e.decode(raw).ok())
         .unwrap_or_else(|| raw.as_bytes().to_vec());
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// One auth config object (`username`/`password`, `auth`, `identitytoken`).
+fn credentials_of(v: &serde_json::Value) -> Option<Credentials> {
+    use base64::Engine as _;
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
     let mut creds = Credentials {
         username: s("username"),
