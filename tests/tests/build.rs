@@ -187,6 +187,12 @@ fn bad_input_gives_clear_errors_and_tags_nothing() {
     assert!(t.contains("line 2") && t.contains("unknown instruction"), "{t}");
     let t = build_error(
         &d,
+        &[("Dockerfile", b"FROM busybox\nRUN --mount=type=cache,target=/c true\n")],
+        "t=bad:1",
+    );
+    assert!(t.contains("the --mount option requires BuildKit"), "{t}");
+    let t = build_error(
+        &d,
         &[("Dockerfile", b"FROM busybox\nCOPY missing.txt /\n")],
         "t=bad:1",
     );
@@ -377,4 +383,48 @@ fn add_from_a_url_downloads_checks_the_checksum_and_caches_by_content() {
     );
     assert!(t.contains("failed to GET") && t.contains("404"), "{t}");
     assert_failure(&d.berth(&["image", "inspect", "bad:1"]), "nothing tagged");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build_and_build_prune_empties_the_cache() {
+    let d = Daemon::start();
+    d.import_busybox();
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let child = dir.path().join("child");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(
+        base.join("Dockerfile"),
+        "FROM busybox\nONBUILD RUN echo triggered > /onbuild.txt\nONBUILD COPY note.txt /note.txt\n",
+    )
+    .unwrap();
+    std::fs::write(child.join("Dockerfile"), "FROM base:1\nCMD [\"cat\", \"/onbuild.txt\", \"/note.txt\"]\n").unwrap();
+    std::fs::write(child.join("note.txt"), "from the child's context\n").unwrap();
+
+    assert_success(&d.docker(&["build", "-t", "base:1", base.to_str().unwrap()]), "build base");
+    let out = d.docker(&["inspect", "--format", "{{json .Config.OnBuild}}", "base:1"]);
+    assert_eq!(
+        stdout(&out).trim(),
+        r#"["RUN echo triggered > /onbuild.txt","COPY note.txt /note.txt"]"#
+    );
+    let out = d.docker(&["build", "-t", "child:1", child.to_str().unwrap()]);
+    assert_success(&out, "build child");
+    assert!(stdout(&out).contains("Executing 2 build triggers"), "{}", stdout(&out));
+    let out = d.docker(&["run", "--rm", "child:1"]);
+    assert_eq!(stdout(&out), "triggered\nfrom the child's context\n");
+    // Triggers fire once: the child's own config has none.
+    let out = d.docker(&["inspect", "--format", "{{json .Config.OnBuild}}", "child:1"]);
+    assert!(matches!(stdout(&out).trim(), "null" | "[]"), "{}", stdout(&out));
+
+    // The second build is cached; after `builder prune` it is not.
+    let out = d.docker(&["build", "-t", "child:2", child.to_str().unwrap()]);
+    assert!(stdout(&out).contains("Using cache"), "{}", stdout(&out));
+    let out = d.docker(&["builder", "prune", "-f"]);
+    assert_success(&out, "docker builder prune");
+    assert!(stdout(&out).contains("Total reclaimed space"), "{}", stdout(&out));
+    let out = d.docker(&["build", "-t", "child:3", child.to_str().unwrap()]);
+    assert_success(&out, "build after prune");
+    assert!(!stdout(&out).contains("Using cache"), "{}", stdout(&out));
+    assert_eq!(stdout(&d.docker(&["run", "--rm", "child:3"])), "triggered\nfrom the child's context\n");
 }

@@ -297,6 +297,21 @@ impl Builder<'_> {
             }
         }
 
+        if let InstructionKind::Run(run) = &kind {
+            // The classic builder's RUN takes no flags (dockerd fails on the first one).
+            let flag = [
+                (!run.mounts.is_empty(), "mount"),
+                (run.network.is_some(), "network"),
+                (run.security.is_some(), "security"),
+            ]
+            .into_iter()
+            .find_map(|(used, name)| used.then_some(name));
+            if let Some(flag) = flag {
+                return Err(BuildError::user(format!(
+                    "the --{flag} option requires BuildKit. Refer to https://docs.docker.com/go/buildkit/ to learn how to build images with BuildKit enabled"
+                )));
+            }
+        }
         // ADD's URL sources, downloaded before the cache lookup (their content is in the key, as
         // in the classic builder); the files go when the step ends.
         let mut downloads: Option<Downloads> = None;
