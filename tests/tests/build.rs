@@ -187,7 +187,10 @@ fn bad_input_gives_clear_errors_and_tags_nothing() {
     assert!(t.contains("line 2") && t.contains("unknown instruction"), "{t}");
     let t = build_error(
         &d,
-        &[("Dockerfile", b"FROM busybox\nRUN --mount=type=cache,target=/c true\n")],
+        &[(
+            "Dockerfile",
+            b"FROM busybox\nRUN --mount=type=cache,target=/c true\n",
+        )],
         "t=bad:1",
     );
     assert!(t.contains("the --mount option requires BuildKit"), "{t}");
@@ -399,10 +402,17 @@ fn onbuild_triggers_run_in_the_child_build_and_build_prune_empties_the_cache() {
         "FROM busybox\nONBUILD RUN echo triggered > /onbuild.txt\nONBUILD COPY note.txt /note.txt\n",
     )
     .unwrap();
-    std::fs::write(child.join("Dockerfile"), "FROM base:1\nCMD [\"cat\", \"/onbuild.txt\", \"/note.txt\"]\n").unwrap();
+    std::fs::write(
+        child.join("Dockerfile"),
+        "FROM base:1\nCMD [\"cat\", \"/onbuild.txt\", \"/note.txt\"]\n",
+    )
+    .unwrap();
     std::fs::write(child.join("note.txt"), "from the child's context\n").unwrap();
 
-    assert_success(&d.docker(&["build", "-t", "base:1", base.to_str().unwrap()]), "build base");
+    assert_success(
+        &d.docker(&["build", "-t", "base:1", base.to_str().unwrap()]),
+        "build base",
+    );
     let out = d.docker(&["inspect", "--format", "{{json .Config.OnBuild}}", "base:1"]);
     assert_eq!(
         stdout(&out).trim(),
@@ -410,7 +420,11 @@ fn onbuild_triggers_run_in_the_child_build_and_build_prune_empties_the_cache() {
     );
     let out = d.docker(&["build", "-t", "child:1", child.to_str().unwrap()]);
     assert_success(&out, "build child");
-    assert!(stdout(&out).contains("Executing 2 build triggers"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Executing 2 build triggers"),
+        "{}",
+        stdout(&out)
+    );
     let out = d.docker(&["run", "--rm", "child:1"]);
     assert_eq!(stdout(&out), "triggered\nfrom the child's context\n");
     // Triggers fire once: the child's own config has none.
@@ -426,5 +440,8 @@ fn onbuild_triggers_run_in_the_child_build_and_build_prune_empties_the_cache() {
     let out = d.docker(&["build", "-t", "child:3", child.to_str().unwrap()]);
     assert_success(&out, "build after prune");
     assert!(!stdout(&out).contains("Using cache"), "{}", stdout(&out));
-    assert_eq!(stdout(&d.docker(&["run", "--rm", "child:3"])), "triggered\nfrom the child's context\n");
+    assert_eq!(
+        stdout(&d.docker(&["run", "--rm", "child:3"])),
+        "triggered\nfrom the child's context\n"
+    );
 }

@@ -49,21 +49,18 @@ pub struct BuildArgs {
     path: String,
 }
 
-/// The context directory as a tar (the daemon applies `.dockerignore`).
-fn context_tar(dir: &Path) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    b.mode(tar::HeaderMode::Deterministic);
-    b.append_dir_all(".", dir)
-        .with_context(|| format!("reading build context {}", dir.display()))?;
-    Ok(b.into_inner()?)
-}
-
 pub async fn build(client: &Client, args: &BuildArgs) -> Result<()> {
     let mut q = Query::default();
     for t in &args.tag {
         q.push("t", t.clone());
     }
+    // A Dockerfile outside the context is not sent by this client: name it relative.
+    let dockerfile = args.file.as_ref().map(|f| {
+        Path::new(f)
+            .strip_prefix(&args.path)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| f.clone())
+    });
     let body = if args.path == "-" {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
@@ -73,14 +70,11 @@ pub async fn build(client: &Client, args: &BuildArgs) -> Result<()> {
         if !dir.is_dir() {
             bail!("unable to prepare context: path {:?} not found", args.path);
         }
-        context_tar(dir)?
+        let name = dockerfile.as_deref().unwrap_or("Dockerfile");
+        berth_build::context::write_context_tar(dir, name, Vec::new())
+            .with_context(|| format!("reading build context {}", dir.display()))?
     };
-    if let Some(f) = &args.file {
-        // A Dockerfile outside the context is not sent by this client: name it relative.
-        let rel = Path::new(f)
-            .strip_prefix(&args.path)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| f.clone());
+    if let Some(rel) = dockerfile {
         q.push("dockerfile", rel);
     }
     let mut build_args = BTreeMap::new();
