@@ -299,6 +299,12 @@ fn stats_report_usage() {
     assert!(v["cpu_stats"]["system_cpu_usage"].as_u64().unwrap() > 0, "{v}");
     assert!(v["cpu_stats"]["online_cpus"].as_u64().unwrap() >= 1, "{v}");
     assert!(v["pids_stats"]["current"].as_u64().unwrap() >= 2, "{v}");
+    // The container's own interfaces (its veth, `eth0`), not the host's; no `lo`.
+    let nets = v["networks"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no networks: {v}"));
+    assert_eq!(nets.keys().collect::<Vec<_>>(), ["eth0"], "{v}");
+    assert!(nets["eth0"]["rx_bytes"].is_u64(), "{v}");
 
     // Streaming: one object a second until the container stops.
     let id2 = run_detached(&d, &["--name", "short", "busybox", "sleep", "3"]);
@@ -467,4 +473,39 @@ fn ps_size_counts_the_containers_own_files() {
     assert!(stdout(&out).contains("kB (virtual "), "{}", stdout(&out));
     let (_, plain) = d.api_json("GET", "/v1.44/containers/json?all=1", b"");
     assert!(plain[0].get("SizeRw").is_none(), "sizes only when asked for");
+}
+
+#[test]
+fn attach_with_logs_replays_the_output_so_far() {
+    let d = daemon_with_busybox();
+    run_detached(
+        &d,
+        &[
+            "--name",
+            "talker",
+            "busybox",
+            "sh",
+            "-c",
+            "echo before; echo oops >&2; sleep 30",
+        ],
+    );
+    wait_until("the output", || {
+        log_lines(&d, "talker") >= 1 && stderr(&d.docker(&["logs", "talker"])).contains("oops")
+    });
+    // logs=1&stream=0: the log so far, multiplexed (stdout frame then stderr frame), then the end.
+    let (status, body) = d.api(
+        "POST",
+        "/containers/talker/attach?logs=1&stream=0&stdout=1&stderr=1",
+        b"",
+    );
+    assert_eq!(status, 200);
+    let mut want = vec![1u8, 0, 0, 0, 0, 0, 0, 7];
+    want.extend_from_slice(b"before\n");
+    want.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 5]);
+    want.extend_from_slice(b"oops\n");
+    assert_eq!(body, want);
+    // Only stdout asked for.
+    let (_, body) = d.api("POST", "/containers/talker/attach?logs=1&stream=0&stdout=1", b"");
+    assert_eq!(&body[8..], b"before\n");
+    assert_success(&d.docker(&["rm", "-f", "talker"]), "rm");
 }

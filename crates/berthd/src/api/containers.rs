@@ -141,6 +141,16 @@ async fn attach(
     let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
     let (rec, source) = d.containers.attach(&id, stdin, stdout, stderr).await?;
     let tty = rec.config.tty;
+    // `logs=1`: what the container wrote so far comes first, in the same framing; with
+    // `stream=0` nothing else follows (dockerd).
+    let replay = if q.bool("logs") {
+        attach_log_replay(&d, &id, stdout, stderr, tty).await?
+    } else {
+        Vec::new()
+    };
+    let live = !(q.bool("logs")
+        && q.get("stream")
+            .is_some_and(|v| matches!(v, "0" | "false" | "False")));
     let detach = if tty {
         Some(parse_detach_keys(
             q.non_empty("detachKeys").unwrap_or("ctrl-p,ctrl-q"),
@@ -158,6 +168,14 @@ async fn attach(
         // No hijack asked for: send the output as the response body.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         tokio::spawn(async move {
+            for chunk in replay {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            if !live {
+                return;
+            }
             let Some(mut shim) = resolve_source(source).await else {
                 return;
             };
@@ -174,12 +192,48 @@ async fn attach(
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
+        let mut client = TokioIo::new(upgraded);
+        for chunk in replay {
+            if client.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        if !live {
+            let _ = client.shutdown().await;
+            return;
+        }
         let Some(shim) = resolve_source(source).await else {
             return;
         };
-        proxy(TokioIo::new(upgraded), shim, tty, stdin, detach, |_| {}).await;
+        proxy(client, shim, tty, stdin, detach, |_| {}).await;
     });
     Ok(switching_protocols(content_type))
+}
+
+/// The container's log so far, framed as `logs` frames it (multiplexed unless `tty`).
+async fn attach_log_replay(
+    d: &AppState,
+    id: &str,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> Result<Vec<Bytes>, ApiError> {
+    let (entry, path) = d.containers.logs_path(id)?;
+    let opts = LogOptions {
+        stdout,
+        stderr,
+        follow: false,
+        timestamps: false,
+        since: None,
+        until: None,
+        tail: None,
+    };
+    let mut rx = crate::services::containers::stream_logs(entry, path, opts, tty);
+    let mut out = Vec::new();
+    while let Some(chunk) = rx.recv().await {
+        out.push(chunk);
+    }
+    Ok(out)
 }
 
 async fn resolve_source(source: AttachSource) -> Option<tokio::net::UnixStream> {

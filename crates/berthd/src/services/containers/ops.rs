@@ -289,8 +289,15 @@ impl ContainerService {
                 return;
             }
             let cg = Arc::new(cg);
+            // The host's interfaces are not the container's: no `networks` then, as dockerd.
+            let mode = &rec.host_config.network_mode;
+            let pid = if mode == "host" || mode.starts_with("container:") {
+                0
+            } else {
+                rec.state.pid as i32
+            };
             let take = |cg: Arc<CgroupPath>| async move {
-                tokio::task::spawn_blocking(move || Sample::read(&cg))
+                tokio::task::spawn_blocking(move || Sample::read(&cg, pid))
                     .await
                     .unwrap_or_else(|_| Sample::zero())
             };
@@ -396,6 +403,8 @@ struct Sample {
     memory_stats: Value,
     pids_stats: Value,
     blkio_stats: Value,
+    /// Per interface of the container's network namespace (none: no namespace of its own).
+    networks: Option<Value>,
 }
 
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -416,10 +425,12 @@ impl Sample {
                 "io_wait_time_recursive": null, "io_merged_recursive": null,
                 "io_time_recursive": null, "sectors_recursive": null
             }),
+            networks: None,
         }
     }
 
-    fn read(cg: &CgroupPath) -> Sample {
+    /// `pid`: the container's process, whose network namespace is read (0: none of its own).
+    fn read(cg: &CgroupPath, pid: i32) -> Sample {
         let read = super::now();
         let st = cgroups().stats(cg);
         let ticks = clock_ticks();
@@ -501,13 +512,42 @@ impl Sample {
             memory_stats,
             pids_stats: Value::Object(pids_stats),
             blkio_stats,
+            networks: (pid > 0).then(|| net_dev(pid)).flatten(),
         }
     }
 }
 
+/// Docker's `networks` stats: `/proc/<pid>/net/dev` of the container's namespace, `lo` left out.
+fn net_dev(pid: i32) -> Option<Value> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).ok()?;
+    Some(parse_net_dev(&text))
+}
+
+fn parse_net_dev(text: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    for line in text.lines().skip(2) {
+        let Some((name, fields)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let f: Vec<u64> = fields.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if name == "lo" || f.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "rx_bytes": f[0], "rx_packets": f[1], "rx_errors": f[2], "rx_dropped": f[3],
+                "tx_bytes": f[8], "tx_packets": f[9], "tx_errors": f[10], "tx_dropped": f[11],
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 /// Docker's `StatsJSON`: this reading, the previous one as `pre*`, the container's name and ID.
 fn stats_object(rec: &ContainerRecord, cur: &Sample, prev: &Sample) -> Value {
-    json!({
+    let mut v = json!({
         "read": cur.read,
         "preread": prev.read,
         "pids_stats": cur.pids_stats,
@@ -519,7 +559,11 @@ fn stats_object(rec: &ContainerRecord, cur: &Sample, prev: &Sample) -> Value {
         "memory_stats": cur.memory_stats,
         "name": format!("/{}", rec.name),
         "id": rec.id,
-    })
+    });
+    if let Some(networks) = &cur.networks {
+        v["networks"] = networks.clone();
+    }
+    v
 }
 
 /// The cgroup's directory in the v1 hierarchy holding `controller`.
@@ -663,5 +707,24 @@ mod tests {
         assert_eq!(rows[0][1], "4242");
         assert_eq!(rows[0][7], "sh -c while true; do sleep 1; done");
         assert!(parse_ps("USER CMD\nroot x\n", &[]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod net_dev_tests {
+    #[test]
+    fn interfaces_other_than_lo_become_dockers_networks() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+  eth0:    1296      16    1    2    0     0          0         0      726        9    3    4    0     0       0          0
+";
+        let v = super::parse_net_dev(text);
+        assert!(v.get("lo").is_none());
+        assert_eq!(
+            v["eth0"],
+            serde_json::json!({"rx_bytes": 1296, "rx_packets": 16, "rx_errors": 1, "rx_dropped": 2,
+                               "tx_bytes": 726, "tx_packets": 9, "tx_errors": 3, "tx_dropped": 4})
+        );
     }
 }
