@@ -3,11 +3,12 @@
 //! single-threaded, so the child may still allocate.
 
 use std::convert::Infallible;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, PosixRlimit, Process};
+use rustix::fs::{Mode, OFlags};
 
 use crate::capabilities::CapPlan;
 use crate::devices::{self, DeviceNode};
@@ -127,21 +128,28 @@ fn finish_child(sock: &SyncSocket, outcome: std::thread::Result<Result<Infallibl
 }
 
 /// Entry point of the forked container init.
-pub(crate) fn container_main(plan: &mut InitPlan, stdio: &Stdio, sock: &SyncSocket) -> ! {
+pub(crate) fn container_main(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) -> ! {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_container(plan, stdio, sock)));
     finish_child(sock, outcome)
 }
 
 /// Entry point of a forked `exec` process.
-pub(crate) fn exec_main(ns: &NamespacePlan, plan: &mut ProcessPlan, stdio: &Stdio, sock: &SyncSocket) -> ! {
+pub(crate) fn exec_main(
+    ns: &NamespacePlan,
+    plan: &mut ProcessPlan,
+    stdio: Option<&Stdio>,
+    sock: &SyncSocket,
+) -> ! {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_exec(ns, plan, stdio, sock)));
     finish_child(sock, outcome)
 }
 
-fn run_container(plan: &mut InitPlan, stdio: &Stdio, sock: &SyncSocket) -> Result<Infallible> {
+fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) -> Result<Infallible> {
     reset_signals()?;
     sock.wait_go()?;
-    setup_stdio(stdio, plan.process.console)?;
+    if let Some(stdio) = stdio {
+        setup_stdio(stdio, false)?;
+    }
     plan.ns.enter()?;
     if plan.ns.creates(LinuxNamespaceType::Network) {
         loopback_up()?;
@@ -155,6 +163,13 @@ fn run_container(plan: &mut InitPlan, stdio: &Stdio, sock: &SyncSocket) -> Resul
     set_oom_score_adj(plan.process.oom_score_adj)?;
 
     let root = plan.mounts.mount_all()?;
+    if plan.process.console {
+        // The terminal is made in the container's own devpts, so that it is /dev/pts/0 there.
+        let ptmx = root
+            .resolve(Path::new("/dev/pts/ptmx"))
+            .map_err(|e| RuntimeError::io("a terminal needs a devpts at /dev/pts", e))?;
+        setup_stdio(&make_terminal(&ptmx, sock)?, true)?;
+    }
     devices::create(&root, &plan.devices, plan.process.console)?;
     // Docker creates a missing working directory.
     root.mkdir_all(&plan.process.cwd, 0o755)?;
@@ -174,12 +189,20 @@ fn run_container(plan: &mut InitPlan, stdio: &Stdio, sock: &SyncSocket) -> Resul
 fn run_exec(
     ns: &NamespacePlan,
     plan: &mut ProcessPlan,
-    stdio: &Stdio,
+    stdio: Option<&Stdio>,
     sock: &SyncSocket,
 ) -> Result<Infallible> {
     sock.wait_go()?;
-    setup_stdio(stdio, plan.console)?;
+    if let Some(stdio) = stdio {
+        setup_stdio(stdio, false)?;
+    }
     ns.enter()?;
+    if plan.console {
+        // In the container's mount namespace now: its devpts.
+        let ptmx = rustix::fs::open("/dev/pts/ptmx", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| RuntimeError::io("a terminal needs a devpts at /dev/pts", e))?;
+        setup_stdio(&make_terminal(&ptmx, sock)?, true)?;
+    }
     set_oom_score_adj(plan.oom_score_adj)?;
     rlimits::apply(&plan.rlimits)?;
     let home = home_dir(plan.user.uid);
@@ -282,6 +305,21 @@ fn set_default_disposition(sig: i32) {
 fn set_default_disposition(sig: i32) {
     // SAFETY: installing SIG_DFL runs no code of ours in signal context.
     unsafe { libc::signal(sig, libc::SIG_DFL) };
+}
+
+/// Opens a new pty from the devpts `ptmx` (an `O_PATH` descriptor of it), hands the master to the
+/// parent, and returns the slave as stdio.
+fn make_terminal(ptmx: &OwnedFd, sock: &SyncSocket) -> Result<Stdio> {
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let master = rustix::fs::open(crate::root_dir::fd_path(ptmx), flags, Mode::empty())
+        .map_err(|e| RuntimeError::io("opening /dev/pts/ptmx", e))?;
+    rustix::pty::unlockpt(&master).map_err(|e| RuntimeError::io("unlockpt", e))?;
+    let pt_flags =
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY | rustix::pty::OpenptFlags::CLOEXEC;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, pt_flags)
+        .map_err(|e| RuntimeError::io("opening the pty slave", e))?;
+    sock.send_pty(&master)?;
+    Stdio::from_pty(slave)
 }
 
 /// Makes the given descriptors the child's 0, 1 and 2, starts a new session and, for a terminal, makes

@@ -32,7 +32,7 @@
 //! let init = launch(LaunchOptions {
 //!     bundle,
 //!     spec: &spec,
-//!     stdio: Stdio { stdin, stdout, stderr },
+//!     stdio: Some(Stdio { stdin, stdout, stderr }),
 //!     console: false,
 //!     cgroup: Some(&cgroup),
 //! })?;
@@ -69,6 +69,6 @@ pub use defaults::{
 };
 pub use error::{ExecErrorKind, Result, RuntimeError};
 pub use exec::DEFAULT_PATH;
-pub use process::{exec_in, launch, ExecOptions, LaunchOptions, Launched, Stdio};
+pub use process::{exec_in, launch, ExecOptions, Execd, LaunchOptions, Launched, Stdio};
 pub use pty::{open_pty, resize};
 pub use seccomp_profile::{default_docker_seccomp, docker_seccomp_for_capabilities};

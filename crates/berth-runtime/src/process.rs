@@ -45,9 +45,12 @@ pub struct LaunchOptions<'a> {
     pub bundle: &'a Path,
     /// The container's OCI runtime config.
     pub spec: &'a Spec,
-    /// The init process's stdin, stdout and stderr (closed in the caller once launched).
-    pub stdio: Stdio,
-    /// `stdio` is a pty slave: make it the controlling terminal and `/dev/console`.
+    /// The init process's stdin, stdout and stderr (closed in the caller once launched); `None`
+    /// with `console`.
+    pub stdio: Option<Stdio>,
+    /// Give the process a terminal, as runc does: a pty made in the container's own devpts
+    /// (`/dev/pts/0`), its controlling terminal, bound to `/dev/console`. The caller gets the
+    /// master from [`Launched::take_pty_master`].
     pub console: bool,
     /// Join this cgroup (made by [`crate::Cgroups::create`]) before anything else runs.
     pub cgroup: Option<&'a CgroupPath>,
@@ -59,8 +62,10 @@ pub struct ExecOptions<'a> {
     pub pid: i32,
     /// What to run, as whom, with which capabilities and limits.
     pub process: &'a Process,
-    pub stdio: Stdio,
-    /// `stdio` is a pty slave: make it the controlling terminal.
+    /// `None` with `console`.
+    pub stdio: Option<Stdio>,
+    /// Give the process a terminal made in the container's devpts (its controlling terminal);
+    /// the master comes back in [`Execd::pty_master`].
     pub console: bool,
     /// The container's cgroup, joined before the process runs.
     pub cgroup: Option<&'a CgroupPath>,
@@ -73,6 +78,16 @@ pub struct ExecOptions<'a> {
 pub struct Launched {
     pid: i32,
     sock: Option<SyncSocket>,
+    pty_master: Option<OwnedFd>,
+}
+
+/// A process started by [`exec_in`].
+#[derive(Debug)]
+pub struct Execd {
+    /// Its pid on the host (the caller's child).
+    pub pid: i32,
+    /// The master of its terminal, when it was given one.
+    pub pty_master: Option<OwnedFd>,
 }
 
 /// Forks the container's init and returns once it is set up (namespaces, mounts, pivot_root, devices,
@@ -92,7 +107,7 @@ pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
             -1 => return Err(RuntimeError::io("fork", std::io::Error::last_os_error())),
             0 => {
                 drop(parent);
-                init::container_main(&mut plan, &opts.stdio, &child)
+                init::container_main(&mut plan, opts.stdio.as_ref(), &child)
             }
             pid => pid,
         }
@@ -106,21 +121,29 @@ pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
         }
     }
     parent.send_go();
-    match parent.read_child() {
-        ChildMessage::Ready => Ok(Launched {
-            pid,
-            sock: Some(parent),
-        }),
-        ChildMessage::Failed(e) => {
-            kill_and_reap(pid);
-            Err(e)
-        }
-        ChildMessage::Closed => {
-            kill_and_reap(pid);
-            Err(RuntimeError::Init(
-                "the container init exited during setup".into(),
-            ))
-        }
+    let mut pty_master = None;
+    loop {
+        return match parent.read_child() {
+            ChildMessage::Pty(master) if opts.console => {
+                pty_master = Some(master);
+                continue;
+            }
+            ChildMessage::Ready => Ok(Launched {
+                pid,
+                sock: Some(parent),
+                pty_master,
+            }),
+            ChildMessage::Failed(e) => {
+                kill_and_reap(pid);
+                Err(e)
+            }
+            ChildMessage::Closed | ChildMessage::Pty(_) => {
+                kill_and_reap(pid);
+                Err(RuntimeError::Init(
+                    "the container init exited during setup".into(),
+                ))
+            }
+        };
     }
 }
 
@@ -128,6 +151,11 @@ impl Launched {
     /// The init's pid on the host (the caller's child).
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// The master of the container's terminal (launched with `console`), once.
+    pub fn take_pty_master(&mut self) -> Option<OwnedFd> {
+        self.pty_master.take()
     }
 
     /// Lets the init exec the container's command. An error (the command is not found, not executable,
@@ -142,7 +170,7 @@ impl Launched {
                 kill_and_reap(self.pid);
                 Err(e)
             }
-            ChildMessage::Ready => {
+            ChildMessage::Ready | ChildMessage::Pty(_) => {
                 kill_and_reap(self.pid);
                 Err(RuntimeError::Init(
                     "unexpected message from the container init".into(),
@@ -165,7 +193,7 @@ impl Drop for Launched {
 /// container with host pid `opts.pid`, applying the process's user, capabilities, no_new_privs, rlimits,
 /// the container's seccomp profile, env and cwd (`docker exec`). Returns the new process's host pid once
 /// it has exec'd; it is the caller's child.
-pub fn exec_in(opts: ExecOptions<'_>) -> Result<i32> {
+pub fn exec_in(opts: ExecOptions<'_>) -> Result<Execd> {
     let ns = NamespacePlan::of_process(opts.pid)?;
     let mut plan = ProcessPlan::new(opts.process, opts.seccomp, opts.console)?;
     let (parent, child) = sync::channel()?;
@@ -176,7 +204,7 @@ pub fn exec_in(opts: ExecOptions<'_>) -> Result<i32> {
             -1 => return Err(RuntimeError::io("fork", std::io::Error::last_os_error())),
             0 => {
                 drop(parent);
-                init::exec_main(&ns, &mut plan, &opts.stdio, &child)
+                init::exec_main(&ns, &mut plan, opts.stdio.as_ref(), &child)
             }
             pid => pid,
         }
@@ -190,18 +218,25 @@ pub fn exec_in(opts: ExecOptions<'_>) -> Result<i32> {
         }
     }
     parent.send_go();
-    match parent.read_child() {
-        ChildMessage::Closed => Ok(pid),
-        ChildMessage::Failed(e) => {
-            kill_and_reap(pid);
-            Err(e)
-        }
-        ChildMessage::Ready => {
-            kill_and_reap(pid);
-            Err(RuntimeError::Init(
-                "unexpected message from the exec process".into(),
-            ))
-        }
+    let mut pty_master = None;
+    loop {
+        return match parent.read_child() {
+            ChildMessage::Pty(master) if opts.console => {
+                pty_master = Some(master);
+                continue;
+            }
+            ChildMessage::Closed => Ok(Execd { pid, pty_master }),
+            ChildMessage::Failed(e) => {
+                kill_and_reap(pid);
+                Err(e)
+            }
+            ChildMessage::Ready | ChildMessage::Pty(_) => {
+                kill_and_reap(pid);
+                Err(RuntimeError::Init(
+                    "unexpected message from the exec process".into(),
+                ))
+            }
+        };
     }
 }
 

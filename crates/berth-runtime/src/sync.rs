@@ -2,12 +2,18 @@
 //!
 //! Parent to child: `Go` (the child is in its cgroup, it may set up) and `Start` (exec now).
 //! Child to parent: `Ready` (set up, waiting for `Start`) or an error. A successful `execve` closes the
-//! child's end, so the parent reads end-of-file.
+//! child's end, so the parent reads end-of-file. A process with a terminal first sends `Pty` with the
+//! master of the pty it made in the container's devpts (`SCM_RIGHTS`).
 
-use std::os::fd::OwnedFd;
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::io::Errno;
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
 
 use crate::error::{ExecErrorKind, Result, RuntimeError};
 
@@ -15,6 +21,7 @@ const GO: u8 = b'G';
 const START: u8 = b'S';
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
+const PTY: u8 = b'P';
 /// Error kinds on the wire: 0 is a setup error, the others are [`ExecErrorKind`]s.
 const KIND_INIT: u8 = 0;
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -23,6 +30,8 @@ const MAX_MESSAGE: usize = 16 * 1024;
 #[derive(Debug)]
 pub(crate) enum ChildMessage {
     Ready,
+    /// The master of the terminal the child made for itself.
+    Pty(OwnedFd),
     Failed(RuntimeError),
     /// The child's end closed: it exec'd (or died without a word).
     Closed,
@@ -65,6 +74,29 @@ impl SyncSocket {
         }
     }
 
+    /// `recv`, also taking a descriptor passed with the message.
+    fn recv_with_fd(&self, buf: &mut [u8]) -> Result<(usize, Option<OwnedFd>), Errno> {
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        loop {
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut *buf)];
+            match rustix::net::recvmsg(&self.0, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+                Ok(msg) => {
+                    let mut fd = None;
+                    for m in control.drain() {
+                        if let RecvAncillaryMessage::ScmRights(fds) = m {
+                            // Any descriptor beyond the first is dropped (closed) here.
+                            fd = fds.into_iter().next().or(fd);
+                        }
+                    }
+                    return Ok((msg.bytes, fd));
+                }
+            }
+        }
+    }
+
     // ---- parent side ----
 
     /// Tells the child to go on with its setup.
@@ -84,7 +116,7 @@ impl SyncSocket {
         let mut buf = vec![0u8; MAX_MESSAGE + 8];
         let mut reset = false;
         loop {
-            return match self.recv(&mut buf) {
+            return match self.recv_with_fd(&mut buf) {
                 // A child that exits with our message unread resets the connection, and the kernel
                 // reports that before the child's own last message: the reset is reported once, so
                 // read again for that message.
@@ -92,9 +124,10 @@ impl SyncSocket {
                     reset = true;
                     continue;
                 }
-                Ok(0) | Err(Errno::CONNRESET) => ChildMessage::Closed,
+                Ok((0, _)) | Err(Errno::CONNRESET) => ChildMessage::Closed,
                 Err(e) => ChildMessage::Failed(RuntimeError::io("reading from container init", e)),
-                Ok(n) => decode(&buf[..n]),
+                Ok((n, Some(fd))) if buf[..n] == [PTY] => ChildMessage::Pty(fd),
+                Ok((n, _)) => decode(&buf[..n]),
             };
         }
     }
@@ -126,6 +159,26 @@ impl SyncSocket {
     pub(crate) fn send_ready(&self) -> Result<()> {
         self.send(&[READY])
             .map_err(|e| RuntimeError::io("signalling ready", e))
+    }
+
+    /// Hands the master of the child's terminal to the parent.
+    pub(crate) fn send_pty(&self, master: &OwnedFd) -> Result<()> {
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [master.as_fd()];
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        loop {
+            match rustix::net::sendmsg(
+                &self.0,
+                &[IoSlice::new(&[PTY])],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(RuntimeError::io("sending the terminal to the parent", e)),
+                Ok(_) => return Ok(()),
+            }
+        }
     }
 
     /// Reports an error to the parent (best effort: the child exits right after).
@@ -186,6 +239,22 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parent.read_child(), ChildMessage::Closed));
+    }
+
+    #[test]
+    fn a_pty_master_crosses_with_its_message() {
+        let (parent, child) = channel().unwrap();
+        let (master, _slave) = crate::pty::open_pty().unwrap();
+        child.send_pty(&master).unwrap();
+        child.send_ready().unwrap();
+        let got = match parent.read_child() {
+            ChildMessage::Pty(fd) => fd,
+            other => panic!("{other:?}"),
+        };
+        // The same open file: the same pty number.
+        let n = |fd: &OwnedFd| rustix::pty::ptsname(fd, Vec::new()).unwrap();
+        assert_eq!(n(&got), n(&master));
+        assert!(matches!(parent.read_child(), ChildMessage::Ready));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use berth_runtime::{
     default_docker_capabilities, default_docker_device_rules, default_docker_masked_paths,
-    default_docker_readonly_paths, default_docker_seccomp, exec_in, launch, open_pty, CgroupPath, Cgroups,
+    default_docker_readonly_paths, default_docker_seccomp, exec_in, launch, CgroupPath, Cgroups,
     ExecErrorKind, ExecOptions, LaunchOptions, RuntimeError, Stdio,
 };
 use oci_spec::runtime::{LinuxResources, Process, Spec};
@@ -204,11 +204,11 @@ fn run_in(bundle: &Bundle, spec: &Spec, cgroup: Option<&CgroupPath>) -> Result<O
     let launched = launch(LaunchOptions {
         bundle: bundle.path(),
         spec,
-        stdio: Stdio {
+        stdio: Some(Stdio {
             stdin: dev_null(),
             stdout: out_w,
             stderr: err_w,
-        },
+        }),
         console: false,
         cgroup,
     })?;
@@ -596,11 +596,11 @@ fn exec_in_a_running_container() {
     let launched = launch(LaunchOptions {
         bundle: bundle.path(),
         spec: &spec,
-        stdio: Stdio {
+        stdio: Some(Stdio {
             stdin: dev_null(),
             stdout: dev_null(),
             stderr: dev_null(),
-        },
+        }),
         console: false,
         cgroup: Some(&cg.path),
     })
@@ -619,16 +619,17 @@ fn exec_in_a_running_container() {
     let pid = exec_in(ExecOptions {
         pid: init,
         process: &process,
-        stdio: Stdio {
+        stdio: Some(Stdio {
             stdin: dev_null(),
             stdout: out_w,
             stderr: err_w,
-        },
+        }),
         console: false,
         cgroup: Some(&cg.path),
         seccomp: spec.linux().as_ref().unwrap().seccomp().as_ref(),
     })
-    .unwrap();
+    .unwrap()
+    .pid;
     let stdout = read_all(out_r);
     let stderr = read_all(err_r);
     assert_eq!(wait(pid).0, Some(0), "{stdout} {stderr}");
@@ -638,11 +639,11 @@ fn exec_in_a_running_container() {
     let err = exec_in(ExecOptions {
         pid: init,
         process: &process,
-        stdio: Stdio {
+        stdio: Some(Stdio {
             stdin: dev_null(),
             stdout: dev_null(),
             stderr: dev_null(),
-        },
+        }),
         console: false,
         cgroup: Some(&cg.path),
         seccomp: None,
@@ -664,22 +665,23 @@ fn exec_in_a_running_container() {
 #[test]
 fn console_is_the_controlling_terminal() {
     require_root!();
-    let (master, slave) = open_pty().unwrap();
-    berth_runtime::resize(&master, 30, 100).unwrap();
     let bundle = Bundle::new();
     let spec = docker_spec(&[
         "sh",
         "-c",
-        "test -t 0 && echo tty; stty size; test -c /dev/console && echo console",
+        "test -t 0 && echo tty; tty; stty size; test -c /dev/console && echo console",
     ]);
-    let launched = launch(LaunchOptions {
+    let mut launched = launch(LaunchOptions {
         bundle: bundle.path(),
         spec: &spec,
-        stdio: Stdio::from_pty(slave).unwrap(),
+        stdio: None,
         console: true,
         cgroup: None,
     })
     .unwrap();
+    // The terminal was made in the container's devpts: its master came back to us.
+    let master = launched.take_pty_master().expect("a pty master");
+    berth_runtime::resize(&master, 30, 100).unwrap();
     let pid = launched.pid();
     launched.start().unwrap();
     assert_eq!(wait(pid).0, Some(0));
@@ -693,7 +695,8 @@ fn console_is_the_controlling_terminal() {
         out.extend_from_slice(&buf[..n]);
     }
     let out = String::from_utf8_lossy(&out).replace('\r', "");
-    assert_eq!(out, "tty\n30 100\nconsole\n");
+    // `/dev/pts/0` of the container's own devpts, as with runc.
+    assert_eq!(out, "tty\n/dev/pts/0\n30 100\nconsole\n");
 }
 
 #[test]

@@ -250,31 +250,20 @@ impl Shim {
         let mut sources = Vec::new();
         let mut stdin = Sink::default();
         let mut pty = None;
-        let setup = (|| -> Result<rt::Stdio, String> {
+        // With a TTY the container's init makes the terminal in its own devpts (/dev/pts/0) and
+        // hands back the master once launched.
+        let setup = (|| -> Result<Option<rt::Stdio>, String> {
             if cfg.tty {
-                let (master, slave) = rt::open_pty().map_err(|e| format!("pty: {e}"))?;
-                io::set_nonblocking(master.as_fd()).map_err(|e| e.to_string())?;
-                let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
-                sources.push(Source {
-                    fd: Some(dup(&master)?),
-                    stream: STREAM_STDOUT,
-                    owner: Owner::Container,
-                });
-                if cfg.stdin {
-                    stdin.fd = Some(dup(&master)?);
-                }
-                pty = Some(master);
-                rt::Stdio::from_pty(slave).map_err(|e| e.to_string())
-            } else {
-                let (stdio, srcs, sink) = pipes(cfg.stdin).map_err(|e| format!("pipes: {e}"))?;
-                sources.extend(srcs.into_iter().map(|(fd, stream)| Source {
-                    fd: Some(fd),
-                    stream,
-                    owner: Owner::Container,
-                }));
-                stdin.fd = sink;
-                Ok(stdio)
+                return Ok(None);
             }
+            let (stdio, srcs, sink) = pipes(cfg.stdin).map_err(|e| format!("pipes: {e}"))?;
+            sources.extend(srcs.into_iter().map(|(fd, stream)| Source {
+                fd: Some(fd),
+                stream,
+                owner: Owner::Container,
+            }));
+            stdin.fd = sink;
+            Ok(Some(stdio))
         })();
         let stdio = match setup {
             Ok(s) => s,
@@ -292,13 +281,38 @@ impl Shim {
             cgroup: cgroup.as_ref(),
         });
         drop(spec);
-        let launched = match launched {
+        let mut launched = match launched {
             Ok(l) => l,
             Err(e) => {
                 remove_cgroup(&cgroups, cgroup.as_ref());
                 return Err(format!("create container: {e}"));
             }
         };
+        if cfg.tty {
+            let terminal = (|| -> Result<(), String> {
+                let master = launched
+                    .take_pty_master()
+                    .ok_or("the container init made no terminal")?;
+                io::set_nonblocking(master.as_fd()).map_err(|e| e.to_string())?;
+                let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+                sources.push(Source {
+                    fd: Some(dup(&master)?),
+                    stream: STREAM_STDOUT,
+                    owner: Owner::Container,
+                });
+                if cfg.stdin {
+                    stdin.fd = Some(dup(&master)?);
+                }
+                pty = Some(master);
+                Ok(())
+            })();
+            if let Err(e) = terminal {
+                // Dropping a launched init that never started kills and reaps it.
+                drop(launched);
+                remove_cgroup(&cgroups, cgroup.as_ref());
+                return Err(format!("pty: {e}"));
+            }
+        }
         let pid = launched.pid();
 
         let bind = (|| -> stdio::Result<UnixListener> {
@@ -1105,26 +1119,20 @@ impl Shim {
         let mut sink = Sink::default();
         let mut pty = None;
         let mut srcs = Vec::new();
+        // With a terminal, the process makes it in the container's devpts (see `exec_in`).
         let stdio = if console {
-            let (master, slave) = rt::open_pty().map_err(|e| (1, e.to_string()))?;
-            io::set_nonblocking(master.as_fd()).map_err(err)?;
-            srcs.push((master.try_clone().map_err(err)?, STREAM_STDOUT));
-            if req.stdin {
-                sink.fd = Some(master.try_clone().map_err(err)?);
-            }
-            pty = Some(master);
-            rt::Stdio::from_pty(slave).map_err(|e| (1, e.to_string()))?
+            None
         } else {
             let (stdio, s, k) = pipes(req.stdin).map_err(err)?;
             srcs = s;
             sink.fd = k;
-            stdio
+            Some(stdio)
         };
         // The container's seccomp profile applies to exec'd processes too; it is read again here
         // rather than kept in memory for the container's lifetime.
         let spec = read_spec(&self.cfg.bundle).map_err(|e| (1, e))?;
         let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-        let pid = rt::exec_in(rt::ExecOptions {
+        let execd = rt::exec_in(rt::ExecOptions {
             pid: self.pid,
             process: &req.process,
             stdio,
@@ -1133,6 +1141,15 @@ impl Shim {
             seccomp,
         })
         .map_err(|e| (e.exit_code(), e.to_string()))?;
+        let pid = execd.pid;
+        if let Some(master) = execd.pty_master {
+            io::set_nonblocking(master.as_fd()).map_err(err)?;
+            srcs.push((master.try_clone().map_err(err)?, STREAM_STDOUT));
+            if req.stdin {
+                sink.fd = Some(master.try_clone().map_err(err)?);
+            }
+            pty = Some(master);
+        }
         self.sources.extend(srcs.into_iter().map(|(fd, stream)| Source {
             fd: Some(fd),
             stream,
