@@ -41,7 +41,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,9 +111,26 @@ pub fn read_ready(pipe: &mut impl Read) -> io::Result<Result<i32, String>> {
     Ok(Err(line.strip_prefix("ERROR ").unwrap_or(&line).to_string()))
 }
 
+/// Where to bind or connect the shim's socket: `<state>/shim.sock`, or, when that path is longer
+/// than a socket address holds (108 bytes, with a long exec-root), the same file reached through
+/// `/proc/self/fd/<dir>/shim.sock`; the returned directory must stay open while the path is used.
+pub fn socket_path(state_dir: &Path) -> io::Result<(PathBuf, Option<std::fs::File>)> {
+    let full = state_dir.join(SOCKET_NAME);
+    if full.as_os_str().len() < 100 {
+        return Ok((full, None));
+    }
+    let dir = std::fs::File::open(state_dir)?;
+    let short = format!(
+        "/proc/self/fd/{}/{SOCKET_NAME}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    );
+    Ok((PathBuf::from(short), Some(dir)))
+}
+
 /// Connects to the shim of the container whose state directory is `state_dir`.
 pub fn connect(state_dir: &Path) -> io::Result<UnixStream> {
-    UnixStream::connect(state_dir.join(SOCKET_NAME))
+    let (path, _dir) = socket_path(state_dir)?;
+    UnixStream::connect(path)
 }
 
 /// Sends one command line (without its `\n`) on a new connection and returns the first reply line,
@@ -238,5 +255,26 @@ mod tests {
             finished_at: "2026-01-01T00:00:00.000000001Z".into(),
         };
         assert_eq!(ExitStatus::parse(&e.to_line()), Some(e));
+    }
+}
+
+#[cfg(test)]
+mod socket_path_tests {
+    use super::*;
+
+    #[test]
+    fn a_state_dir_too_long_for_a_socket_address_still_works() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deep = tmp.path().join("x".repeat(60)).join("y".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        assert!(deep.join(SOCKET_NAME).as_os_str().len() > 108);
+        let (path, _dir) = socket_path(&deep).unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert!(deep.join(SOCKET_NAME).exists(), "bound in the state directory");
+        let mut client = connect(&deep).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        use std::io::Write;
+        client.write_all(b"ping\n").unwrap();
+        assert_eq!(read_line(&mut server).unwrap(), "ping");
     }
 }

@@ -327,7 +327,8 @@ impl Shim {
             )?;
             let sock = cfg.state.join(berth_shim::SOCKET_NAME);
             let _ = fs::remove_file(&sock);
-            let l = UnixListener::bind(&sock)?;
+            let (addr, _dir) = berth_shim::socket_path(&cfg.state)?;
+            let l = UnixListener::bind(&addr)?;
             fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             l.set_nonblocking(true)?;
             Ok(l)

@@ -18,7 +18,8 @@ pub fn shim_binary() -> PathBuf {
 }
 
 pub async fn connect(state: &Path) -> io::Result<UnixStream> {
-    UnixStream::connect(state.join(berth_shim::SOCKET_NAME)).await
+    let (path, _dir) = berth_shim::socket_path(state)?;
+    UnixStream::connect(path).await
 }
 
 /// Reads one `\n`-terminated line, byte by byte, so that nothing after it is consumed.
