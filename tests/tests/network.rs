@@ -384,10 +384,11 @@ fn network_host_sees_the_hosts_interfaces() {
         ],
     );
     let seen: Vec<&str> = out.split_whitespace().collect();
-    // Other tests' veths and bridges come and go; this daemon's bridge, lo and the physical
-    // interfaces stay.
-    let others =
-        |n: &str| n.starts_with("veth") || n.starts_with("br-") || (n.starts_with("bt") && n != d.bridge);
+    // Other tests' veths (and their peers, `vp*` until moved into a container) and bridges come
+    // and go; this daemon's bridge, lo and the physical interfaces stay.
+    let others = |n: &str| {
+        ["veth", "vp", "br-"].iter().any(|p| n.starts_with(p)) || (n.starts_with("bt") && n != d.bridge)
+    };
     for name in host.iter().filter(|n| !others(n)) {
         assert!(
             seen.contains(&name.as_str()),

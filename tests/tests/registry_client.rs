@@ -15,71 +15,31 @@ struct Registry {
 }
 
 impl Registry {
+    /// Debian's distribution registry, with htpasswd auth for one user when given.
     fn start(htpasswd: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::Builder::new().prefix("berth-reg-").tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (dir, port) = registry_dir();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
-        if let Some((user, pass)) = htpasswd {
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, pass])
-                .output()
-                .expect("htpasswd (apache2-utils)");
-            assert!(out.status.success(), "htpasswd failed");
-            std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+        if let Some(user) = htpasswd {
+            write_htpasswd(&dir.path().join("htpasswd"), &[user]);
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
                 dir.path().join("htpasswd").display()
             ));
         }
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) is installed");
-        let reg = Registry {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
+        let mut cmd = Command::new("docker-registry");
+        cmd.arg("serve").arg(dir.path().join("config.yml"));
+        Registry::spawn(cmd, dir, port, "docker-registry (Debian package docker-registry)")
     }
 
     /// berth's own registry with Docker token auth (its built-in `/token` endpoint): `users`
     /// with bcrypt passwords, and access rules `ACCOUNT:PATTERN:ACTIONS`.
     fn start_berth_token_auth(users: &[(&str, &str)], access: &[&str]) -> Registry {
-        let dir = tempfile::Builder::new().prefix("berth-reg-").tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut htpasswd = Vec::new();
-        for (user, pass) in users {
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, pass])
-                .output()
-                .expect("htpasswd (apache2-utils)");
-            assert!(out.status.success(), "htpasswd failed");
-            htpasswd.extend_from_slice(&out.stdout);
-        }
-        std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let (dir, port) = registry_dir();
+        write_htpasswd(&dir.path().join("htpasswd"), users);
         let mut cmd = Command::new(bin("berth-registry"));
         cmd.arg("serve")
             .arg("--addr")
@@ -92,11 +52,17 @@ impl Registry {
         for rule in access {
             cmd.args(["--access", rule]);
         }
+        Registry::spawn(cmd, dir, port, "berth-registry")
+    }
+
+    /// Starts `cmd` (its log in `dir`) and waits until `port` accepts connections.
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir, port: u16, what: &str) -> Registry {
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
         let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("berth-registry");
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
         let reg = Registry {
             child,
             port,
@@ -104,7 +70,7 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "berth-registry did not start");
+            assert!(Instant::now() < deadline, "{what} did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
         reg
@@ -120,6 +86,31 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A temp dir for a registry and a free port on 127.0.0.1.
+fn registry_dir() -> (tempfile::TempDir, u16) {
+    let dir = tempfile::Builder::new().prefix("berth-reg-").tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (dir, port)
+}
+
+/// An htpasswd file of bcrypt hashes (apache2-utils' htpasswd).
+fn write_htpasswd(path: &Path, users: &[(&str, &str)]) {
+    let mut lines = Vec::new();
+    for (user, pass) in users {
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, pass])
+            .output()
+            .expect("htpasswd (apache2-utils)");
+        assert!(out.status.success(), "htpasswd failed");
+        lines.extend_from_slice(&out.stdout);
+    }
+    std::fs::write(path, lines).unwrap();
 }
 
 fn image_id(d: &Daemon, name: &str) -> String {

@@ -121,29 +121,23 @@ pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
         }
     }
     parent.send_go();
-    let mut pty_master = None;
-    loop {
-        return match parent.read_child() {
-            ChildMessage::Pty(master) if opts.console => {
-                pty_master = Some(master);
-                continue;
-            }
-            ChildMessage::Ready => Ok(Launched {
-                pid,
-                sock: Some(parent),
-                pty_master,
-            }),
-            ChildMessage::Failed(e) => {
-                kill_and_reap(pid);
-                Err(e)
-            }
-            ChildMessage::Closed | ChildMessage::Pty(_) => {
-                kill_and_reap(pid);
-                Err(RuntimeError::Init(
-                    "the container init exited during setup".into(),
-                ))
-            }
-        };
+    let (message, pty_master) = next_message(&parent, opts.console);
+    match message {
+        ChildMessage::Ready => Ok(Launched {
+            pid,
+            sock: Some(parent),
+            pty_master,
+        }),
+        ChildMessage::Failed(e) => {
+            kill_and_reap(pid);
+            Err(e)
+        }
+        ChildMessage::Closed | ChildMessage::Pty(_) => {
+            kill_and_reap(pid);
+            Err(RuntimeError::Init(
+                "the container init exited during setup".into(),
+            ))
+        }
     }
 }
 
@@ -218,25 +212,30 @@ pub fn exec_in(opts: ExecOptions<'_>) -> Result<Execd> {
         }
     }
     parent.send_go();
+    let (message, pty_master) = next_message(&parent, opts.console);
+    match message {
+        ChildMessage::Closed => Ok(Execd { pid, pty_master }),
+        ChildMessage::Failed(e) => {
+            kill_and_reap(pid);
+            Err(e)
+        }
+        ChildMessage::Ready | ChildMessage::Pty(_) => {
+            kill_and_reap(pid);
+            Err(RuntimeError::Init(
+                "unexpected message from the exec process".into(),
+            ))
+        }
+    }
+}
+
+/// The child's next message after the terminal it may send first (with `console`).
+fn next_message(parent: &SyncSocket, console: bool) -> (ChildMessage, Option<OwnedFd>) {
     let mut pty_master = None;
     loop {
-        return match parent.read_child() {
-            ChildMessage::Pty(master) if opts.console => {
-                pty_master = Some(master);
-                continue;
-            }
-            ChildMessage::Closed => Ok(Execd { pid, pty_master }),
-            ChildMessage::Failed(e) => {
-                kill_and_reap(pid);
-                Err(e)
-            }
-            ChildMessage::Ready | ChildMessage::Pty(_) => {
-                kill_and_reap(pid);
-                Err(RuntimeError::Init(
-                    "unexpected message from the exec process".into(),
-                ))
-            }
-        };
+        match parent.read_child() {
+            ChildMessage::Pty(master) if console && pty_master.is_none() => pty_master = Some(master),
+            other => return (other, pty_master),
+        }
     }
 }
 
