@@ -12,6 +12,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 repo=$(dirname "$here")
 runs=${BENCH_RUNS:-5}
 layer_mb=${BENCH_LAYER_MB:-100}
@@ -38,39 +40,10 @@ if [ -z "$docker_cli" ]; then
     if [ -x /usr/local/bin/docker ]; then docker_cli=/usr/local/bin/docker; else docker_cli=$(command -v docker || true); fi
 fi
 
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-
 T=$(mktemp -d "${TMPDIR:-/tmp}/berth-bench.XXXXXX")
 berthd_pid=
 dockerd_pid=
 child_pid=
-
-# Runs a command in the background and waits for it, so that a signal to this script is handled
-# at once (bash runs traps only between foreground commands) and the cleanup can stop it.
-run_child() {
-    "$@" &
-    child_pid=$!
-    local rc=0
-    wait "$child_pid" || rc=$?
-    child_pid=
-    return "$rc"
-}
-
-# Stops a process we started: TERM, then KILL after $2 seconds.
-stop_pid() {
-    local pid=$1 wait_s=$2 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait_s * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop in ${wait_s}s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 stop_dockerd() {
     [ -n "$dockerd_pid" ] || return 0
@@ -107,16 +80,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-wait_ping() { # socket, seconds, pid
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        curl -sf --unix-socket "$1" http://localhost/_ping >/dev/null 2>&1 && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 # 1. Build.
 if [ "$build" = 1 ]; then

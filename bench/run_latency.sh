@@ -14,6 +14,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 repo=$(dirname "$here")
 rounds=${BENCH_ROUNDS:-20}
 fleet_n=${BENCH_FLEET:-50}
@@ -48,8 +50,6 @@ if [ -z "$docker_cli" ]; then
     if [ -x /usr/local/bin/docker ]; then docker_cli=/usr/local/bin/docker; else docker_cli=$(command -v docker || true); fi
 fi
 
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-
 T=$(mktemp -d "${TMPDIR:-/tmp}/berth-lat.XXXXXX")
 berthd_pid=
 dockerd_pid=
@@ -57,38 +57,6 @@ child_pid=
 podman=()
 hugetlb_moved=0
 
-run_child() { # in the background, so that a signal is handled at once and the cleanup can stop it
-    "$@" &
-    child_pid=$!
-    local rc=0
-    wait "$child_pid" || rc=$?
-    child_pid=
-    return "$rc"
-}
-
-stop_pid() { # pid, seconds: TERM, then KILL
-    local pid=$1 wait_s=$2 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait_s * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop in ${wait_s}s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-# Pids of processes whose command line mentions our temp dir (conmon, shims, crun), by /proc.
-our_pids() { # exe-suffix
-    local p
-    for p in /proc/[0-9]*; do
-        tr "\\0" " " 2>/dev/null <"$p/cmdline" | grep -q "^[^ ]*$1 .*$T/" && echo "${p#/proc/}"
-    done
-    return 0
-}
 
 rm_cgroups() { # the bench's own cgroup trees, in every v1 hierarchy and on cgroup2
     local d
@@ -160,23 +128,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-wait_ping() { # socket, seconds, pid
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        curl -sf --unix-socket "$1" http://localhost/_ping >/dev/null 2>&1 && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-apt_install() { # packages
-    [ "$install" = 1 ] || return 1
-    log "installing $* with apt"
-    apt-get update -qq >&2 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
-}
 
 # 1. Build.
 if [ "$build" = 1 ]; then

@@ -12,6 +12,8 @@ set -euo pipefail
 [ -z "${BENCH_TRACE:-}" ] || set -x
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 repo=$(dirname "$here")
 rounds=${BENCH_ROUNDS:-3}
 layer_mb=${BENCH_LAYER_MB:-100}
@@ -35,36 +37,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
-
 T=$(mktemp -d "${TMPDIR:-/tmp}/berth-reg.XXXXXX")
 berthd_pid=
 registry_pid=
 child_pid=
-
-run_child() { # in the background, so that a signal is handled at once and the cleanup can stop it
-    "$@" &
-    child_pid=$!
-    local rc=0
-    wait "$child_pid" || rc=$?
-    child_pid=
-    return "$rc"
-}
-
-stop_pid() { # pid, seconds: TERM, then KILL
-    local pid=$1 wait_s=$2 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < wait_s * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not stop in ${wait_s}s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -87,16 +63,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-wait_ping() { # socket, seconds, pid
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        curl -sf --unix-socket "$1" http://localhost/_ping >/dev/null 2>&1 && return 0
-        kill -0 "$3" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
 
 wait_v2() { # port, seconds, pid: the registry answers /v2/
     local i
