@@ -69,7 +69,7 @@ pub fn find_sources(root: &Path, patterns: &[String], what: &str) -> Result<Vec<
 }
 
 /// `./a/../b/` -> `b`; leading `/` and `..` above the root removed (sources stay in the root).
-fn clean_rel(p: &str) -> String {
+pub(crate) fn clean_rel(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {

@@ -312,28 +312,12 @@ impl Builder<'_> {
                 )));
             }
         }
-        // ADD's URL sources, downloaded before the cache lookup (their content is in the key, as
-        // in the classic builder); the files go when the step ends.
-        let mut downloads: Option<Downloads> = None;
-        let content = match &kind {
-            InstructionKind::Copy(c) => {
-                Some(
-                    self.with_source_root(c.from.as_deref(), df, context, results, |root, what| {
-                        copy::find_sources(root, &path_sources(&c.sources), what)
-                            .and_then(|found| copy::content_digest(&found))
-                    })?,
-                )
-            }
-            InstructionKind::Add(a) => {
-                downloads = Some(self.download_sources(a)?);
-                let fetched = downloads.as_ref().map_or(&[][..], |d| &d.sources[..]);
-                Some(self.with_source_root(None, df, context, results, |root, what| {
-                    let mut found = copy::find_sources(root, &local_sources(&a.sources), what)?;
-                    found.extend(fetched.iter().cloned());
-                    copy::content_digest(&found)
-                })?)
-            }
-            _ => None,
+        let transfer = self.transfer_of(&kind)?;
+        let content = match &transfer {
+            Some(t) => Some(self.with_source_root(t.from, df, context, results, |root, what| {
+                copy::content_digest(&t.sources_in(root, what, false)?)
+            })?),
+            None => None,
         };
         let inline_digest = heredoc_digest(&kind);
         let content = content.map(|c| format!("{c}{inline_digest}"));
@@ -361,54 +345,19 @@ impl Builder<'_> {
                 );
                 self.run_step(stage, cmd, opts, epoch, out)?
             }
-            InstructionKind::Copy(c) => {
-                let paths = path_sources(&c.sources);
-                let layer =
-                    self.with_source_root(c.from.as_deref(), df, context, results, |root, what| {
-                        let mut found = copy::find_sources(root, &paths, what)?;
-                        found.extend(inline_sources(&c.sources));
-                        self.copy_step(
-                            stage,
-                            &found,
-                            &c.dest,
-                            c.chown.as_deref(),
-                            c.chmod.as_deref(),
-                            false,
-                            epoch,
-                        )
-                    })?;
-                Change {
-                    layer,
-                    created_by: format!(
-                        "/bin/sh -c #(nop) COPY {} in {} ",
-                        content.as_deref().unwrap_or(""),
-                        c.dest
-                    ),
-                }
-            }
-            InstructionKind::Add(a) => {
-                let paths = local_sources(&a.sources);
-                let fetched = downloads.as_ref().map_or(&[][..], |d| &d.sources[..]);
-                let layer = self.with_source_root(None, df, context, results, |root, what| {
-                    let mut found = copy::find_sources(root, &paths, what)?;
-                    found.extend(fetched.iter().cloned());
-                    found.extend(inline_sources(&a.sources));
-                    self.copy_step(
-                        stage,
-                        &found,
-                        &a.dest,
-                        a.chown.as_deref(),
-                        a.chmod.as_deref(),
-                        true,
-                        epoch,
-                    )
+            InstructionKind::Copy(_) | InstructionKind::Add(_) => {
+                let t = transfer.as_ref().expect("COPY and ADD have a transfer");
+                let layer = self.with_source_root(t.from, df, context, results, |root, what| {
+                    let found = t.sources_in(root, what, true)?;
+                    self.copy_step(stage, &found, t.dest, t.chown, t.chmod, t.unpack, epoch)
                 })?;
                 Change {
                     layer,
                     created_by: format!(
-                        "/bin/sh -c #(nop) ADD {} in {} ",
+                        "/bin/sh -c #(nop) {} {} in {} ",
+                        t.word,
                         content.as_deref().unwrap_or(""),
-                        a.dest
+                        t.dest
                     ),
                 }
             }
@@ -641,6 +590,36 @@ impl Builder<'_> {
         Ok((diff.diff.files > 0).then(|| DerivedLayer::from(&diff)))
     }
 
+    /// What a COPY or ADD moves; ADD's URL sources are downloaded here (before the cache lookup:
+    /// their content is in the key, as in the classic builder).
+    fn transfer_of<'k>(&self, kind: &'k InstructionKind) -> Result<Option<Transfer<'k>>, BuildError> {
+        Ok(match kind {
+            InstructionKind::Copy(c) => Some(Transfer {
+                word: "COPY",
+                from: c.from.as_deref(),
+                paths: path_sources(&c.sources),
+                sources: &c.sources,
+                downloads: None,
+                dest: &c.dest,
+                chown: c.chown.as_deref(),
+                chmod: c.chmod.as_deref(),
+                unpack: false,
+            }),
+            InstructionKind::Add(a) => Some(Transfer {
+                word: "ADD",
+                from: None,
+                paths: local_sources(&a.sources),
+                sources: &a.sources,
+                downloads: Some(self.download_sources(a)?),
+                dest: &a.dest,
+                chown: a.chown.as_deref(),
+                chmod: a.chmod.as_deref(),
+                unpack: true,
+            }),
+            _ => None,
+        })
+    }
+
     /// Downloads ADD's URL sources (checking `--checksum`) into the build's scratch directory.
     fn download_sources(&self, a: &Add) -> Result<Downloads, BuildError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -803,6 +782,38 @@ fn local_sources(sources: &[Source]) -> Vec<String> {
     path_sources(sources).into_iter().filter(|p| !is_url(p)).collect()
 }
 
+/// What a COPY or ADD step moves and where.
+struct Transfer<'k> {
+    word: &'static str,
+    /// `--from`: a stage or image instead of the context.
+    from: Option<&'k str>,
+    /// Paths (and globs) in the source root.
+    paths: Vec<String>,
+    /// All the instruction's sources (for its heredocs).
+    sources: &'k [Source],
+    /// ADD's downloaded URLs, removed when the step ends.
+    downloads: Option<Downloads>,
+    dest: &'k str,
+    chown: Option<&'k str>,
+    chmod: Option<&'k str>,
+    /// ADD: unpack local tar archives.
+    unpack: bool,
+}
+
+impl Transfer<'_> {
+    /// The sources found in `root`, then the downloaded ones, then (`with_inline`) heredocs.
+    fn sources_in(&self, root: &Path, what: &str, with_inline: bool) -> Result<Vec<CopySource>, BuildError> {
+        let mut found = copy::find_sources(root, &self.paths, what)?;
+        if let Some(d) = &self.downloads {
+            found.extend(d.sources.iter().cloned());
+        }
+        if with_inline {
+            found.extend(inline_sources(self.sources));
+        }
+        Ok(found)
+    }
+}
+
 /// Files an ADD step downloaded; removed with the step.
 struct Downloads {
     dir: PathBuf,
@@ -833,17 +844,7 @@ fn is_url(p: &str) -> bool {
 
 /// `/a/./b/../c/` -> `/a/c`.
 fn normalize(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", copy::clean_rel(p))
 }
 
 /// The history text of a metadata instruction, as the classic builder records it.
