@@ -16,8 +16,7 @@
 //! `permission denied`: 126) from [`Launched::start`], as [`RuntimeError::Exec`].
 //!
 //! Not implemented (ignored): hooks, AppArmor/SELinux labels, `linux.personality`, `process.ioPriority`,
-//! `process.scheduler`, `linux.memoryPolicy`, `linux.intelRdt`, `linux.netDevices`, device rules on
-//! cgroup v2 (they need eBPF). Refused with [`RuntimeError::Unsupported`]: user and time namespaces,
+//! `process.scheduler`, `linux.memoryPolicy`, `linux.intelRdt`, `linux.netDevices`. Refused with [`RuntimeError::Unsupported`]: user and time namespaces,
 //! seccomp user notification, a container without a new mount namespace.
 //!
 //! ```no_run

@@ -713,3 +713,44 @@ fn unsupported_user_namespace_is_a_clear_error() {
     let err = run_in(&bundle, &spec, None).unwrap_err();
     assert!(matches!(err, RuntimeError::Unsupported(_)), "{err}");
 }
+
+#[test]
+fn device_rules_hold_on_cgroup_v2_through_an_ebpf_program() {
+    require_root!();
+    let Some(v2) = Cgroups::detect().v2_mountpoint().map(Path::to_path_buf) else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    // Only the cgroup2 hierarchy, as on a unified host: on a hybrid host the v1 devices
+    // controller would otherwise enforce the rules, and the test could not tell who did.
+    let cgroups = Cgroups::unified_at(&v2);
+    // /dev/net/tun: opening it needs no capability, so only the device rules can refuse it.
+    let probe = [
+        "sh",
+        "-c",
+        "mknod /tmp/tun c 10 200 && echo made; cat /tmp/tun; head -c 3 /dev/zero | wc -c",
+    ];
+    let run_with = |res: &LinuxResources| {
+        let name = format!(
+            "berth-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let path = cgroups.create(&name, res).expect("create cgroup");
+        let bundle = Bundle::new();
+        let out = run_in(&bundle, &docker_spec(&probe), Some(&path)).expect("container runs");
+        cgroups.remove(&path).unwrap();
+        assert!(!path.v2_dir().unwrap().exists());
+        out
+    };
+    let out = run_with(&resources(json!({})));
+    assert_eq!(
+        out.stdout, "made\n3\n",
+        "mknod allowed, /dev/zero readable: {out:?}"
+    );
+    assert!(out.stderr.contains("Operation not permitted"), "{out:?}");
+    // Without rules nothing is attached, and the same open gets past the device check.
+    let out = run_with(&LinuxResources::default());
+    assert_eq!(out.stdout, "made\n3\n", "{out:?}");
+    assert!(!out.stderr.contains("Operation not permitted"), "{out:?}");
+}

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+mod device_filter;
 mod v1;
 mod v2;
 
@@ -135,6 +136,18 @@ impl Cgroups {
             v1,
             v2,
             v2_controllers,
+        }
+    }
+
+    /// The cgroup2 hierarchy mounted at `mountpoint`, used as a unified host's only hierarchy,
+    /// whatever else the host mounts: for a cgroup2 mount outside `/sys/fs/cgroup`, and for trying
+    /// the unified code paths (device programs, `cgroup.freeze`) on a hybrid host.
+    pub fn unified_at(mountpoint: &Path) -> Cgroups {
+        Cgroups {
+            layout: CgroupLayout::Unified,
+            v1: Vec::new(),
+            v2: Some(mountpoint.to_path_buf()),
+            v2_controllers: read_controllers(mountpoint),
         }
     }
 
@@ -442,9 +455,13 @@ fn apply_resources(path: &CgroupPath, res: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
-        // cgroup2 controls devices with eBPF programs, which this runtime does not load yet.
-        if let Some(ControllerDir::V1(dir)) = path.controller_dir("devices") {
-            v1::set_devices(dir, rules)?;
+        match (path.controller_dir("devices"), path.v2.as_deref()) {
+            (Some(ControllerDir::V1(dir)), _) => v1::set_devices(dir, rules)?,
+            // cgroup2 has no devices files: the kernel asks an eBPF program attached to the cgroup.
+            (_, Some(dir)) => device_filter::attach(dir, rules)?,
+            (_, None) => {
+                tracing::warn!(cgroup = %path.name, "no devices controller: device rules not applied")
+            }
         }
     }
     if let Some(network) = res.network() {
