@@ -79,6 +79,14 @@ impl RuntimeError {
         }
     }
 
+    /// The OS error number behind an I/O error, if that is what this is.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            RuntimeError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn cgroup(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         RuntimeError::Cgroup {
             path: path.into(),

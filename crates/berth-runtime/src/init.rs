@@ -79,7 +79,11 @@ impl InitPlan {
             .as_ref()
             .ok_or_else(|| RuntimeError::InvalidSpec("no process in config".into()))?;
         let linux = spec.linux().as_ref();
-        let ns = NamespacePlan::from_spec(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]))?;
+        let ns = NamespacePlan::from_spec(
+            linux.and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]),
+            linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or(&[]),
+            linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or(&[]),
+        )?;
         if !ns.creates(LinuxNamespaceType::Mount) {
             return Err(RuntimeError::Unsupported(
                 "a container without a new mount namespace".into(),
@@ -150,7 +154,11 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     if let Some(stdio) = stdio {
         setup_stdio(stdio, false)?;
     }
-    plan.ns.enter()?;
+    if plan.ns.user.is_some() {
+        enter_user_namespace(plan, sock)?;
+    } else {
+        plan.ns.enter()?;
+    }
     if plan.ns.creates(LinuxNamespaceType::Network) {
         loopback_up()?;
     }
@@ -160,7 +168,9 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     if let Some(name) = &plan.domainname {
         rustix::system::setdomainname(name.as_bytes()).map_err(|e| RuntimeError::io("setdomainname", e))?;
     }
-    set_oom_score_adj(plan.process.oom_score_adj)?;
+    if plan.ns.user.is_none() {
+        set_oom_score_adj(plan.process.oom_score_adj)?;
+    }
 
     let root = plan.mounts.mount_all()?;
     if plan.process.console {
@@ -179,7 +189,9 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     plan.mounts.protect_paths()?;
     plan.mounts.finish()?;
 
-    rlimits::apply(&plan.process.rlimits)?;
+    if plan.ns.user.is_none() {
+        rlimits::apply(&plan.process.rlimits)?;
+    }
     let home = home_dir(plan.process.user.uid);
     plan.process.exec.set_default_env("HOME", &home);
     sock.send_ready()?;
@@ -196,6 +208,10 @@ fn run_exec(
     if let Some(stdio) = stdio {
         setup_stdio(stdio, false)?;
     }
+    // Before the namespaces: inside a user namespace, raising a limit or lowering the OOM score
+    // is no longer allowed.
+    set_oom_score_adj(plan.oom_score_adj)?;
+    rlimits::apply(&plan.rlimits)?;
     ns.enter()?;
     if plan.console {
         // In the container's mount namespace now: its devpts.
@@ -203,11 +219,59 @@ fn run_exec(
             .map_err(|e| RuntimeError::io("a terminal needs a devpts at /dev/pts", e))?;
         setup_stdio(&make_terminal(&ptmx, sock)?, true)?;
     }
-    set_oom_score_adj(plan.oom_score_adj)?;
-    rlimits::apply(&plan.rlimits)?;
     let home = home_dir(plan.user.uid);
     plan.exec.set_default_env("HOME", &home);
     become_process(plan, sock, false)
+}
+
+/// For a container with its own user namespace: joins the namespaces with a path while still
+/// privileged on the host, applies what needs host privileges (OOM score, rlimits), makes the user
+/// namespace and has the parent map it, becomes its root, makes the other namespaces (owned by
+/// it), and forks the container's init as the parent's child. Returns in that init; this process
+/// exits once the parent knows the init's pid.
+fn enter_user_namespace(plan: &InitPlan, sock: &SyncSocket) -> Result<()> {
+    use rustix::fs::{Gid, Uid};
+    use rustix::thread::UnshareFlags;
+    plan.ns.join_all()?;
+    set_oom_score_adj(plan.process.oom_score_adj)?;
+    rlimits::apply(&plan.process.rlimits)?;
+    // SAFETY: CLONE_NEWUSER touches no file-descriptor table, and this process is single-threaded
+    // (unshare refuses a new user namespace to a multithreaded process anyway).
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }
+        .map_err(|e| RuntimeError::io("unshare(CLONE_NEWUSER)", e))?;
+    sock.request_mapping()?;
+    rustix::thread::set_thread_groups(&[]).map_err(|e| RuntimeError::io("setgroups", e))?;
+    rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)
+        .map_err(|e| RuntimeError::io("setgid 0 in the user namespace (is gid 0 mapped?)", e))?;
+    rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+        .map_err(|e| RuntimeError::io("setuid 0 in the user namespace (is uid 0 mapped?)", e))?;
+    // The pid namespace too: the init is this process's next child, its pid 1.
+    plan.ns.unshare_rest(UnshareFlags::NEWPID)?;
+    // SAFETY: a raw clone without CLONE_VM is a fork: the child gets a copy of this
+    // single-threaded process and runs on. CLONE_PARENT makes it the caller's child, so that the
+    // caller (the shim) reaps the init as with a plain fork.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match pid {
+        -1 => Err(RuntimeError::io(
+            "forking the init in its namespaces",
+            std::io::Error::last_os_error(),
+        )),
+        0 => Ok(()),
+        pid => {
+            let sent = sock.send_pid(pid as i32);
+            // SAFETY: ends this intermediate process at once; the init carries on.
+            unsafe { libc::_exit(if sent.is_ok() { 0 } else { 1 }) }
+        }
+    }
 }
 
 /// The last steps, shared by init and exec: seccomp, capabilities, user, no_new_privs, cwd, and exec

@@ -16,7 +16,11 @@
 //! `permission denied`: 126) from [`Launched::start`], as [`RuntimeError::Exec`].
 //!
 //! Not implemented (ignored): hooks, AppArmor/SELinux labels, `linux.personality`, `process.ioPriority`,
-//! `process.scheduler`, `linux.memoryPolicy`, `linux.intelRdt`, `linux.netDevices`. Refused with [`RuntimeError::Unsupported`]: user and time namespaces,
+//! `process.scheduler`, `linux.memoryPolicy`, `linux.intelRdt`, `linux.netDevices`.
+//!
+//! A new user namespace (with `linux.uidMappings`/`gidMappings`) is made first, so that it owns the
+//! others; as with runc, the rootfs must belong to the mapped root and the bundle must be traversable
+//! by it. Refused with [`RuntimeError::Unsupported`]: time namespaces, joining a user namespace,
 //! seccomp user notification, a container without a new mount namespace.
 //!
 //! ```no_run

@@ -404,14 +404,27 @@ fn mount_entry(root: &RootDir, entry: &MountEntry) -> Result<()> {
         }
         MountKind::Fs { fstype, source } => {
             let target = root.mount_target(dest, true)?;
-            sys_mount(
+            let mounted = sys_mount(
                 source,
                 &fd_path(&target),
                 fstype,
                 opts.flags & !MS_REC,
                 &data,
                 dest,
-            )?;
+            );
+            match mounted {
+                // A user namespace may mount sysfs only for a network namespace it owns; in one
+                // made by the daemon, bind the host's /sys instead (as runc does).
+                Err(e) if fstype == "sysfs" && e.raw_os_error() == Some(libc::EPERM) => {
+                    sys_mount("/sys", &fd_path(&target), "", MS_BIND | MS_REC, "", dest)?;
+                    let extra = opts.flags & REMOUNT_FLAGS;
+                    if extra != 0 {
+                        let mounted = root.mount_target(dest, true)?;
+                        remount_bind(&fd_path(&mounted), extra, dest)?;
+                    }
+                }
+                other => other?,
+            }
         }
         MountKind::Cgroup { tmpfs, subs } => mount_cgroup_view(root, dest, opts, *tmpfs, subs)?,
     }

@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
 use rustix::fs::{Mode, OFlags};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
@@ -27,17 +27,63 @@ pub(crate) struct NamespacePlan {
     pub pid: PidNs,
     /// Joined (setns) in the child, in this order; never the pid namespace.
     pub join: Vec<(LinuxNamespaceType, OwnedFd)>,
-    /// Created (unshare) in the child after joining; never CLONE_NEWPID.
+    /// Created (unshare) in the child after joining; never CLONE_NEWPID or CLONE_NEWUSER.
     pub unshare: UnshareFlags,
+    /// A new user namespace, made before every other new namespace so that it owns them.
+    pub user: Option<UserNsPlan>,
+}
+
+/// A new user namespace: the id mappings the parent writes once the child has made it, as
+/// `/proc/<pid>/uid_map` and `gid_map` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserNsPlan {
+    pub uid_map: String,
+    pub gid_map: String,
+}
+
+impl UserNsPlan {
+    fn from_spec(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<Self> {
+        let lines = |what: &str, maps: &[LinuxIdMapping]| -> Result<String> {
+            if maps.is_empty() {
+                return Err(RuntimeError::InvalidSpec(format!(
+                    "a user namespace needs linux.{what}Mappings"
+                )));
+            }
+            Ok(maps
+                .iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect())
+        };
+        Ok(UserNsPlan {
+            uid_map: lines("uid", uids)?,
+            gid_map: lines("gid", gids)?,
+        })
+    }
+
+    /// Writes the mappings of the user namespace of `pid` (the child that made it).
+    pub fn write_maps(&self, pid: i32) -> Result<()> {
+        for (file, map) in [("uid_map", &self.uid_map), ("gid_map", &self.gid_map)] {
+            let path = format!("/proc/{pid}/{file}");
+            std::fs::write(&path, map)
+                .map_err(|e| RuntimeError::io(format!("writing {file} {:?}", map.trim()), e))?;
+        }
+        Ok(())
+    }
 }
 
 impl NamespacePlan {
-    /// Resolves `linux.namespaces`; opens the `path` of every namespace to join.
-    pub fn from_spec(namespaces: &[LinuxNamespace]) -> Result<Self> {
+    /// Resolves `linux.namespaces`; opens the `path` of every namespace to join. A new user
+    /// namespace takes its mappings from `uids` and `gids`.
+    pub fn from_spec(
+        namespaces: &[LinuxNamespace],
+        uids: &[LinuxIdMapping],
+        gids: &[LinuxIdMapping],
+    ) -> Result<Self> {
         let mut plan = NamespacePlan {
             pid: PidNs::Host,
             join: Vec::new(),
             unshare: UnshareFlags::empty(),
+            user: None,
         };
         let mut seen = Vec::new();
         for ns in namespaces {
@@ -46,8 +92,20 @@ impl NamespacePlan {
                 return Err(RuntimeError::InvalidSpec(format!("namespace {typ} listed twice")));
             }
             seen.push(typ);
-            if matches!(typ, LinuxNamespaceType::User | LinuxNamespaceType::Time) {
-                return Err(RuntimeError::Unsupported(format!("{typ} namespaces")));
+            match typ {
+                LinuxNamespaceType::Time => {
+                    return Err(RuntimeError::Unsupported(format!("{typ} namespaces")))
+                }
+                LinuxNamespaceType::User if ns.path().is_some() => {
+                    return Err(RuntimeError::Unsupported(
+                        "joining an existing user namespace".into(),
+                    ))
+                }
+                LinuxNamespaceType::User => {
+                    plan.user = Some(UserNsPlan::from_spec(uids, gids)?);
+                    continue;
+                }
+                _ => {}
             }
             match ns.path() {
                 Some(path) => {
@@ -62,6 +120,13 @@ impl NamespacePlan {
                 None => plan.unshare |= unshare_flag(typ),
             }
         }
+        if plan.user.is_some() && matches!(plan.pid, PidNs::Join(_)) {
+            // The init is forked inside the new user namespace, where a pid namespace of the
+            // host's cannot be joined.
+            return Err(RuntimeError::Unsupported(
+                "a user namespace with an existing pid namespace".into(),
+            ));
+        }
         Ok(plan)
     }
 
@@ -71,6 +136,7 @@ impl NamespacePlan {
             pid: PidNs::Host,
             join: Vec::new(),
             unshare: UnshareFlags::empty(),
+            user: None,
         };
         let own_pid_ns = std::fs::read_link("/proc/self/ns/pid").ok();
         for typ in [
@@ -91,6 +157,12 @@ impl NamespacePlan {
             }
             plan.join.push((typ, open_ns(Path::new(&path))?));
         }
+        // A container with its own user namespace: joined last (see `join_all`).
+        let user = format!("/proc/{pid}/ns/user");
+        if std::fs::read_link(&user).ok() != std::fs::read_link("/proc/self/ns/user").ok() {
+            plan.join
+                .push((LinuxNamespaceType::User, open_ns(Path::new(&user))?));
+        }
         Ok(plan)
     }
 
@@ -98,6 +170,9 @@ impl NamespacePlan {
     pub fn has(&self, typ: LinuxNamespaceType) -> bool {
         if typ == LinuxNamespaceType::Pid {
             return !matches!(self.pid, PidNs::Host);
+        }
+        if typ == LinuxNamespaceType::User && self.user.is_some() {
+            return true;
         }
         self.unshare.contains(unshare_flag(typ)) || self.join.iter().any(|(t, _)| *t == typ)
     }
@@ -107,22 +182,43 @@ impl NamespacePlan {
         if typ == LinuxNamespaceType::Pid {
             return matches!(self.pid, PidNs::New);
         }
+        if typ == LinuxNamespaceType::User {
+            return self.user.is_some();
+        }
         self.unshare.contains(unshare_flag(typ))
     }
 
-    /// In the child: joins the namespaces with a path, then creates the new ones. The mount namespace
-    /// is joined last, since joining it changes the root directory.
+    /// In the child: joins the namespaces with a path, then creates the new ones.
     pub fn enter(&self) -> Result<()> {
+        self.join_all()?;
+        self.unshare_rest(UnshareFlags::empty())
+    }
+
+    /// Joins the namespaces with a path. The mount namespace comes after the others, since
+    /// joining it changes the root directory; a user namespace comes last: the caller's
+    /// privileges reach every namespace of a container it started, but once inside the
+    /// container's user namespace, no longer the host-owned ones (a network namespace made by
+    /// the daemon).
+    pub fn join_all(&self) -> Result<()> {
         let mut order: Vec<&(LinuxNamespaceType, OwnedFd)> = self.join.iter().collect();
-        order.sort_by_key(|(t, _)| *t == LinuxNamespaceType::Mount);
+        order.sort_by_key(|(t, _)| match t {
+            LinuxNamespaceType::User => 2,
+            LinuxNamespaceType::Mount => 1,
+            _ => 0,
+        });
         for (typ, fd) in order {
             rustix::thread::move_into_link_name_space(fd.as_fd(), Some(link_type(*typ)))
                 .map_err(|e| RuntimeError::io(format!("joining the {typ} namespace"), e))?;
         }
-        if !self.unshare.is_empty() {
+        Ok(())
+    }
+
+    /// Creates the new namespaces (other than the user namespace), plus `extra`.
+    pub fn unshare_rest(&self, extra: UnshareFlags) -> Result<()> {
+        let flags = self.unshare | extra;
+        if !flags.is_empty() {
             // SAFETY: the flags never include CLONE_FILES, and the child is single-threaded.
-            unsafe { rustix::thread::unshare_unsafe(self.unshare) }
-                .map_err(|e| RuntimeError::io("unshare", e))?;
+            unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| RuntimeError::io("unshare", e))?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 use crate::cgroups::CgroupPath;
 use crate::error::{Result, RuntimeError};
 use crate::init::{self, InitPlan, ProcessPlan};
-use crate::namespaces::{NamespacePlan, PidNsSwitch};
+use crate::namespaces::{NamespacePlan, PidNsSwitch, UserNsPlan};
 use crate::sync::{self, ChildMessage, SyncSocket};
 
 /// The container process's standard streams.
@@ -99,8 +99,13 @@ pub struct Execd {
 pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
     let mut plan = InitPlan::new(&opts)?;
     let (parent, child) = sync::channel()?;
+    let userns = plan.ns.user.clone();
     let pid = {
-        let _pidns = PidNsSwitch::enter(&plan.ns.pid)?;
+        // With a user namespace the child makes the pid namespace itself, inside it.
+        let _pidns = match userns {
+            None => Some(PidNsSwitch::enter(&plan.ns.pid)?),
+            Some(_) => None,
+        };
         // SAFETY: the caller is single-threaded (documented requirement), so the child inherits no lock
         // held by another thread and may run ordinary Rust code until it execs or _exits.
         match unsafe { libc::fork() } {
@@ -121,6 +126,16 @@ pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
         }
     }
     parent.send_go();
+    let pid = match &userns {
+        None => pid,
+        Some(userns) => match map_user_namespace(&parent, pid, userns) {
+            Ok(init) => init,
+            Err(e) => {
+                kill_and_reap(pid);
+                return Err(e);
+            }
+        },
+    };
     let (message, pty_master) = next_message(&parent, opts.console);
     match message {
         ChildMessage::Ready => Ok(Launched {
@@ -132,13 +147,45 @@ pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
             kill_and_reap(pid);
             Err(e)
         }
-        ChildMessage::Closed | ChildMessage::Pty(_) => {
+        ChildMessage::Closed => {
             kill_and_reap(pid);
             Err(RuntimeError::Init(
                 "the container init exited during setup".into(),
             ))
         }
+        ChildMessage::Pty(_) | ChildMessage::Userns | ChildMessage::Pid(_) => {
+            kill_and_reap(pid);
+            Err(RuntimeError::Init(
+                "unexpected message from the container init".into(),
+            ))
+        }
     }
+}
+
+/// The parent's part in making a user namespace: writes the mappings once `child` has made it,
+/// then reaps `child` once it has forked the init in its namespaces; returns the init's pid.
+fn map_user_namespace(parent: &SyncSocket, child: i32, userns: &UserNsPlan) -> Result<i32> {
+    let unexpected = |what: &str| RuntimeError::Init(format!("container init: {what}"));
+    match parent.read_child() {
+        ChildMessage::Userns => {}
+        ChildMessage::Failed(e) => return Err(e),
+        _ => return Err(unexpected("no user namespace to map")),
+    }
+    userns.write_maps(child)?;
+    parent.send_mapped();
+    let init = match parent.read_child() {
+        ChildMessage::Pid(init) => init,
+        ChildMessage::Failed(e) => return Err(e),
+        _ => return Err(unexpected("no init forked")),
+    };
+    let (_, status) = rustix::process::waitpid(Pid::from_raw(child), WaitOptions::empty())
+        .map_err(|e| RuntimeError::io("reaping the init's parent", e))?
+        .ok_or_else(|| unexpected("lost the init's parent"))?;
+    if status.exit_status() != Some(0) {
+        kill_and_reap(init);
+        return Err(unexpected("the init's parent failed"));
+    }
+    Ok(init)
 }
 
 impl Launched {
@@ -164,7 +211,7 @@ impl Launched {
                 kill_and_reap(self.pid);
                 Err(e)
             }
-            ChildMessage::Ready | ChildMessage::Pty(_) => {
+            ChildMessage::Ready | ChildMessage::Pty(_) | ChildMessage::Userns | ChildMessage::Pid(_) => {
                 kill_and_reap(self.pid);
                 Err(RuntimeError::Init(
                     "unexpected message from the container init".into(),
@@ -219,7 +266,7 @@ pub fn exec_in(opts: ExecOptions<'_>) -> Result<Execd> {
             kill_and_reap(pid);
             Err(e)
         }
-        ChildMessage::Ready | ChildMessage::Pty(_) => {
+        ChildMessage::Ready | ChildMessage::Pty(_) | ChildMessage::Userns | ChildMessage::Pid(_) => {
             kill_and_reap(pid);
             Err(RuntimeError::Init(
                 "unexpected message from the exec process".into(),

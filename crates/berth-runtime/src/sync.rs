@@ -22,6 +22,9 @@ const START: u8 = b'S';
 const READY: u8 = b'R';
 const ERROR: u8 = b'E';
 const PTY: u8 = b'P';
+const USERNS: u8 = b'U';
+const MAPPED: u8 = b'M';
+const PID: u8 = b'I';
 /// Error kinds on the wire: 0 is a setup error, the others are [`ExecErrorKind`]s.
 const KIND_INIT: u8 = 0;
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -32,6 +35,10 @@ pub(crate) enum ChildMessage {
     Ready,
     /// The master of the terminal the child made for itself.
     Pty(OwnedFd),
+    /// The child made its user namespace and waits for the parent to write the id mappings.
+    Userns,
+    /// The host pid of the container's init, forked by the child inside its namespaces.
+    Pid(i32),
     Failed(RuntimeError),
     /// The child's end closed: it exec'd (or died without a word).
     Closed,
@@ -140,6 +147,30 @@ impl SyncSocket {
         matches!(self.recv(&mut buf), Ok(n) if n >= 1 && buf[0] == want)
     }
 
+    pub(crate) fn send_mapped(&self) {
+        let _ = self.send(&[MAPPED]);
+    }
+
+    /// In the child: asks the parent for the mappings of the user namespace just made.
+    pub(crate) fn request_mapping(&self) -> Result<()> {
+        self.send(&[USERNS])
+            .map_err(|e| RuntimeError::io("asking for id mappings", e))?;
+        if self.wait_for(MAPPED) {
+            Ok(())
+        } else {
+            Err(RuntimeError::Init(
+                "parent went away before writing id mappings".into(),
+            ))
+        }
+    }
+
+    pub(crate) fn send_pid(&self, pid: i32) -> Result<()> {
+        let mut msg = vec![PID];
+        msg.extend_from_slice(&pid.to_le_bytes());
+        self.send(&msg)
+            .map_err(|e| RuntimeError::io("sending the init's pid", e))
+    }
+
     pub(crate) fn wait_go(&self) -> Result<()> {
         if self.wait_for(GO) {
             Ok(())
@@ -203,6 +234,8 @@ impl SyncSocket {
 fn decode(msg: &[u8]) -> ChildMessage {
     match msg {
         [READY, ..] => ChildMessage::Ready,
+        [USERNS] => ChildMessage::Userns,
+        [PID, a, b, c, d] => ChildMessage::Pid(i32::from_le_bytes([*a, *b, *c, *d])),
         [ERROR, kind, text @ ..] => {
             let message = String::from_utf8_lossy(text).into_owned();
             match ExecErrorKind::from_byte(*kind) {

@@ -699,8 +699,180 @@ fn console_is_the_controlling_terminal() {
     assert_eq!(out, "tty\n/dev/pts/0\n30 100\nconsole\n");
 }
 
+/// Shifts the owner and group of everything under `dir` by `by` (a rootfs for a user namespace
+/// whose root is host uid `by`, as Docker's `userns-remap` stores its layers).
+fn shift_ownership(dir: &Path, by: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(dir).unwrap();
+    std::os::unix::fs::lchown(dir, Some(meta.uid() + by), Some(meta.gid() + by)).unwrap();
+    if meta.is_dir() {
+        for entry in fs::read_dir(dir).unwrap() {
+            shift_ownership(&entry.unwrap().path(), by);
+        }
+    }
+}
+
+fn with_user_namespace(mut spec: Spec, host_id: u32) -> Spec {
+    let mut value = serde_json::to_value(&spec).unwrap();
+    let linux = &mut value["linux"];
+    linux["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": host_id, "size": 65536}]);
+    linux["uidMappings"] = map.clone();
+    linux["gidMappings"] = map;
+    spec = serde_json::from_value(value).unwrap();
+    spec
+}
+
+const USERNS_HOST_ID: u32 = 100_000;
+
+/// A bundle whose rootfs belongs to the user namespace's root, traversable by it.
+fn userns_bundle() -> Bundle {
+    use std::os::unix::fs::PermissionsExt;
+    let bundle = Bundle::new();
+    shift_ownership(&bundle.rootfs(), USERNS_HOST_ID);
+    fs::set_permissions(bundle.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    bundle
+}
+
 #[test]
-fn unsupported_user_namespace_is_a_clear_error() {
+fn user_namespace_maps_root_to_an_unprivileged_host_user() {
+    require_root!();
+    let bundle = userns_bundle();
+    let spec = with_user_namespace(
+        docker_spec(&[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map; echo made > /made; ls -n /made | awk '{print $3}'; \
+             grep -c . /proc/mounts >/dev/null && echo $$; hostname; \
+             mknod /tmp/null2 c 1 3 2>/dev/null || echo no-mknod; cat /dev/zero | head -c 2 | wc -c",
+        ]),
+        USERNS_HOST_ID,
+    );
+    let cgroup = TestCgroup::new(&resources(json!({})));
+    let out = run_in(&bundle, &spec, Some(&cgroup.path)).expect("container runs");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "0", "root inside: {out:?}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(map, ["0", "100000", "65536"], "{out:?}");
+    assert_eq!(lines[2], "0", "the new file is root's inside: {out:?}");
+    assert_eq!(lines[3], "1", "pid 1 in its own pid namespace: {out:?}");
+    assert_eq!(lines[4], "c0ffee", "{out:?}");
+    assert_eq!(
+        lines[5], "no-mknod",
+        "no device nodes from a user namespace: {out:?}"
+    );
+    assert_eq!(lines[6], "2", "/dev/zero (bound from the host) reads: {out:?}");
+    // On the host the file belongs to the mapped user, not to root.
+    use std::os::unix::fs::MetadataExt;
+    let made = fs::metadata(bundle.rootfs().join("made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (USERNS_HOST_ID, USERNS_HOST_ID));
+    assert_no_leftover_mounts(&bundle);
+}
+
+#[test]
+fn user_namespace_root_has_no_power_over_the_host() {
+    require_root!();
+    let bundle = userns_bundle();
+    // A host file bound in, owned by host root: container root is not its owner.
+    let secret = bundle.path().join("secret");
+    fs::write(&secret, "host only\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut spec = with_user_namespace(
+        docker_spec(&[
+            "sh",
+            "-c",
+            "cat /secret 2>&1; ls -n /secret | awk '{print $3}'; chown 0 /secret 2>/dev/null && echo chowned",
+        ]),
+        USERNS_HOST_ID,
+    );
+    let mut mounts = spec.mounts().clone().unwrap();
+    mounts.push(
+        serde_json::from_value(json!({"destination": "/secret", "type": "bind",
+            "source": secret, "options": ["rbind"]}))
+        .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
+    let out = run_in(&bundle, &spec, None).expect("container runs");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].contains("Permission denied"), "{out:?}");
+    assert_eq!(lines[1], "65534", "host root is nobody inside: {out:?}");
+    assert_eq!(lines.len(), 2, "chown refused: {out:?}");
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "host only\n");
+}
+
+#[test]
+fn exec_joins_the_user_namespace() {
+    require_root!();
+    let bundle = userns_bundle();
+    let spec = with_user_namespace(docker_spec(&["sleep", "30"]), USERNS_HOST_ID);
+    let (out_r, out_w) = pipe();
+    let launched = launch(LaunchOptions {
+        bundle: bundle.path(),
+        spec: &spec,
+        stdio: Some(Stdio {
+            stdin: dev_null(),
+            stdout: out_w.try_clone().unwrap(),
+            stderr: out_w,
+        }),
+        console: false,
+        cgroup: None,
+    })
+    .expect("launch");
+    let init = launched.pid();
+    launched.start().unwrap();
+    let status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "100000"),
+        "{uid_line}"
+    );
+    let process: Process = serde_json::from_value(json!({
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "id -u; cat /proc/self/uid_map; touch /from-exec"],
+        "env": [PATH_ENV],
+        "cwd": "/"
+    }))
+    .unwrap();
+    let (exec_r, exec_w) = pipe();
+    let execd = exec_in(ExecOptions {
+        pid: init,
+        process: &process,
+        stdio: Some(Stdio {
+            stdin: dev_null(),
+            stdout: exec_w.try_clone().unwrap(),
+            stderr: exec_w,
+        }),
+        console: false,
+        cgroup: None,
+        seccomp: None,
+    })
+    .expect("exec");
+    let text = read_all(exec_r);
+    assert_eq!(wait(execd.pid), (Some(0), None), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "0", "{text}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{text}"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(bundle.rootfs().join("from-exec")).unwrap().uid(),
+        USERNS_HOST_ID
+    );
+    rustix::process::kill_process(Pid::from_raw(init).unwrap(), rustix::process::Signal::KILL).unwrap();
+    wait(init);
+    drop(out_r);
+}
+
+#[test]
+fn user_namespace_needs_mappings() {
     require_root!();
     let bundle = Bundle::new();
     let mut spec = docker_spec(&["true"]);
@@ -711,7 +883,8 @@ fn unsupported_user_namespace_is_a_clear_error() {
         .unwrap()
         .set_namespaces(Some(namespaces));
     let err = run_in(&bundle, &spec, None).unwrap_err();
-    assert!(matches!(err, RuntimeError::Unsupported(_)), "{err}");
+    assert!(matches!(err, RuntimeError::InvalidSpec(_)), "{err}");
+    assert!(err.to_string().contains("uidMappings"), "{err}");
 }
 
 #[test]
@@ -753,4 +926,39 @@ fn device_rules_hold_on_cgroup_v2_through_an_ebpf_program() {
     let out = run_with(&LinuxResources::default());
     assert_eq!(out.stdout, "made\n3\n", "{out:?}");
     assert!(!out.stderr.contains("Operation not permitted"), "{out:?}");
+}
+
+#[test]
+fn user_namespace_joins_a_network_namespace_made_by_the_host() {
+    require_root!();
+    // As berthd does for bridge networking: the network namespace exists before the container,
+    // owned by the host's user namespace, so the container cannot mount a sysfs of its own.
+    let name = format!("berth-test-userns-{}", std::process::id());
+    let status = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+    assert!(status.success());
+    let bundle = userns_bundle();
+    let mut value = serde_json::to_value(with_user_namespace(
+        docker_spec(&[
+            "sh",
+            "-c",
+            "ls /sys | grep -c '^kernel$'; touch /sys/x 2>/dev/null || echo ro; ip -o link | wc -l",
+        ]),
+        USERNS_HOST_ID,
+    ))
+    .unwrap();
+    for ns in value["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(format!("/run/netns/{name}"));
+        }
+    }
+    let spec: Spec = serde_json::from_value(value).unwrap();
+    let out = run_in(&bundle, &spec, None);
+    let _ = Command::new("ip").args(["netns", "delete", &name]).status();
+    let out = out.expect("container runs");
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout, "1\nro\n1\n",
+        "the host's /sys, read-only; only lo: {out:?}"
+    );
+    assert_no_leftover_mounts(&bundle);
 }
