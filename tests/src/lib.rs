@@ -113,12 +113,17 @@ fn berthd_has_bridge_flags() -> bool {
 
 impl Daemon {
     pub fn start() -> Daemon {
+        Daemon::start_with_config("{}")
+    }
+
+    /// A daemon whose `daemon.json` is `config`.
+    pub fn start_with_config(config: &str) -> Daemon {
         require_root();
         let dir = tempfile::Builder::new()
             .prefix("berth-it-")
             .tempdir()
             .expect("temp dir");
-        std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
+        std::fs::write(dir.path().join("daemon.json"), config).expect("daemon.json");
         let (bridge, bip) = new_bridge();
         let mut d = Daemon {
             dir,

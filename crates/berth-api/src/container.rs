@@ -117,6 +117,8 @@ pub struct HostConfig {
     pub mounts: Option<Vec<Value>>,
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,
+    /// `host` keeps a container out of the daemon's `userns-remap` user namespace.
+    pub userns_mode: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

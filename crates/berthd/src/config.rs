@@ -42,6 +42,10 @@ pub struct Args {
     /// The bridge's address and subnet, e.g. 172.20.0.1/16
     #[arg(long = "bip", value_name = "CIDR")]
     pub bip: Option<String>,
+    /// Run containers in a user namespace: "default" (the dockremap user), user[:group], or
+    /// uid[:gid], with ids from /etc/subuid and /etc/subgid
+    #[arg(long = "userns-remap", value_name = "USER[:GROUP]")]
+    pub userns_remap: Option<String>,
 }
 
 /// The keys of Docker's daemon.json that Berth reads. Unknown keys are refused, as dockerd does.
@@ -64,6 +68,7 @@ struct FileConfig {
     bridge: Option<String>,
     bip: Option<String>,
     log_opts: Option<std::collections::BTreeMap<String, String>>,
+    userns_remap: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +84,7 @@ pub struct Config {
     pub cgroup_parent: String,
     pub bridge: String,
     pub bip: Option<String>,
+    pub userns_remap: Option<String>,
 }
 
 impl Config {
@@ -131,6 +137,7 @@ impl Config {
                 .unwrap_or_else(|| "berth".into()),
             bridge: args.bridge.or(file.bridge).unwrap_or_else(|| "berth0".into()),
             bip: args.bip.or(file.bip),
+            userns_remap: args.userns_remap.or(file.userns_remap).filter(|u| !u.is_empty()),
         })
     }
 }

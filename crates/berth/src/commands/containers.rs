@@ -116,6 +116,9 @@ pub struct CreateFlags {
     /// Give extended privileges to this container
     #[arg(long)]
     privileged: bool,
+    /// User namespace to use ("host": not the daemon's userns-remap one)
+    #[arg(long)]
+    userns: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
@@ -513,6 +516,7 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "GroupAdd": f.group_add,
             "OomScoreAdj": f.oom_score_adj.unwrap_or(0),
             "Privileged": f.privileged,
+            "UsernsMode": f.userns.clone().unwrap_or_default(),
             "Init": if f.init { json!(true) } else { Value::Null },
             "ReadonlyRootfs": f.read_only,
             "SecurityOpt": f.security_opt,

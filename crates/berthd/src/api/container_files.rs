@@ -142,7 +142,7 @@ async fn archive_put(
     let opts = ExtractOptions {
         no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
         copy_uid_gid: q.bool("copyUIDGID"),
-        owner: None,
+        ..Default::default()
     };
     let reader = body_reader(req.into_body());
     d.containers.extract_archive(&id, &path, opts, reader).await?;

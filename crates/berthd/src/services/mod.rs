@@ -8,6 +8,7 @@ pub mod events;
 pub mod images;
 pub mod network;
 pub mod system;
+pub mod userns;
 pub mod volumes;
 
 use crate::config::Config;
@@ -22,6 +23,8 @@ pub struct Daemon {
     pub events: Arc<events::EventBus>,
     pub network: network::NetworkService,
     pub volumes: volumes::VolumeService,
+    /// The remapped root of `--userns-remap`.
+    pub userns: Option<Arc<userns::RemappedRoot>>,
     /// A stable identity for this daemon's root, as Docker's `ID` in /info.
     pub id: String,
 }
@@ -35,12 +38,25 @@ impl Daemon {
         let id = engine_id(&config.root)?;
         let store = Arc::new(store);
         let events = Arc::new(events::EventBus::default());
+        let userns = match config.userns_remap.clone() {
+            Some(setting) => {
+                let root = config.root.clone();
+                let remapped =
+                    tokio::task::spawn_blocking(move || userns::RemappedRoot::setup(&setting, &root))
+                        .await??;
+                tracing::info!(user = %remapped.name, "containers run in user namespaces");
+                traversable(&config.root)?;
+                Some(Arc::new(remapped))
+            }
+            None => None,
+        };
         let network = network::NetworkService::open(&config.root, &config.bridge, config.bip.as_deref())
             .await
             .context("setting up the bridge network")?;
         let volumes = {
             let root = config.root.clone();
-            tokio::task::spawn_blocking(move || volumes::VolumeService::open(&root))
+            let owner = userns.as_ref().map(|u| u.root_ids());
+            tokio::task::spawn_blocking(move || volumes::VolumeService::open(&root, owner))
                 .await?
                 .context("loading volumes")?
         };
@@ -48,10 +64,13 @@ impl Daemon {
             &config.root,
             &config.exec_root,
             &config.cgroup_parent,
-            store.clone(),
-            events.clone(),
-            network.clone(),
-            volumes.clone(),
+            containers::Collaborators {
+                images: store.clone(),
+                events: events.clone(),
+                network: network.clone(),
+                volumes: volumes.clone(),
+                userns: userns.clone(),
+            },
         )
         .await
         .context("loading containers")?;
@@ -63,10 +82,23 @@ impl Daemon {
             events,
             network,
             volumes,
+            userns,
             config,
             id,
         })
     }
+}
+
+/// The remapped root must be able to walk to its containers' files (dockerd makes its root 0711
+/// for the same reason); the directories below the root are made 0755.
+fn traversable(root: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(root)?.permissions().mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode((mode & 0o7777) | 0o011))
+            .with_context(|| format!("making {} traversable", root.display()))?;
+    }
+    Ok(())
 }
 
 fn engine_id(root: &std::path::Path) -> anyhow::Result<String> {

@@ -84,6 +84,10 @@ pub async fn info(d: &Daemon) -> Value {
     let (containers, running, paused, stopped) = d.containers.counts();
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let hostname = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let mut security = vec!["name=seccomp,profile=builtin"];
+    if d.userns.is_some() {
+        security.push("name=userns");
+    }
     let insecure: Vec<String> = std::iter::once("127.0.0.0/8".to_string())
         .chain(d.config.insecure_registries.iter().cloned())
         .collect();
@@ -155,7 +159,7 @@ pub async fn info(d: &Daemon) -> Value {
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security,
         "Warnings": null
     })
 }

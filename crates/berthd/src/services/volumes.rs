@@ -72,6 +72,7 @@ pub struct VolumeService {
 
 struct Inner {
     root: PathBuf,
+    data_owner: Option<(u32, u32)>,
     state: Mutex<State>,
 }
 
@@ -100,7 +101,9 @@ pub fn validate_name(name: &str) -> Result<()> {
 impl VolumeService {
     /// Loads the volumes under `<root>/volumes`, dropping the leftovers of creates that never
     /// finished.
-    pub fn open(root: &Path) -> Result<VolumeService> {
+    /// `data_owner`: the uid and gid that new volumes' data directories belong to (the remapped
+    /// root of `userns-remap`, as dockerd does; host root otherwise).
+    pub fn open(root: &Path, data_owner: Option<(u32, u32)>) -> Result<VolumeService> {
         let root = root.join("volumes");
         std::fs::create_dir_all(&root)?;
         let mut volumes = BTreeMap::new();
@@ -129,6 +132,7 @@ impl VolumeService {
         Ok(VolumeService {
             inner: Arc::new(Inner {
                 root,
+                data_owner,
                 state: Mutex::new(State {
                     volumes,
                     ..Default::default()
@@ -195,6 +199,9 @@ impl VolumeService {
         let _ = std::fs::remove_dir_all(&tmp);
         let made = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(tmp.join(DATA))?;
+            if let Some((uid, gid)) = self.inner.data_owner {
+                std::os::unix::fs::chown(tmp.join(DATA), Some(uid), Some(gid))?;
+            }
             berth_image::content::write_atomic(
                 &tmp.join(RECORD),
                 &serde_json::to_vec(&vol).expect("volume serialises"),
@@ -491,7 +498,7 @@ mod tests {
     #[test]
     fn create_list_remove_and_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = VolumeService::open(dir.path()).unwrap();
+        let svc = VolumeService::open(dir.path(), None).unwrap();
         let mut labels = BTreeMap::new();
         labels.insert("team".to_string(), "a".to_string());
         let v = svc.create(Some("data"), None, BTreeMap::new(), labels).unwrap();
@@ -514,7 +521,7 @@ mod tests {
 
         // A half-made volume from a crash is dropped at open; the real one loads.
         std::fs::create_dir_all(dir.path().join("volumes/.tmp-half/_data")).unwrap();
-        let svc = VolumeService::open(dir.path()).unwrap();
+        let svc = VolumeService::open(dir.path(), None).unwrap();
         assert!(!dir.path().join("volumes/.tmp-half").exists());
         assert_eq!(svc.get("data").unwrap().labels["team"], "a");
 
@@ -528,7 +535,7 @@ mod tests {
     #[test]
     fn prune_takes_unused_anonymous_volumes_unless_all() {
         let dir = tempfile::tempdir().unwrap();
-        let svc = VolumeService::open(dir.path()).unwrap();
+        let svc = VolumeService::open(dir.path(), None).unwrap();
         let anon = BTreeMap::from([(ANONYMOUS_LABEL.to_string(), String::new())]);
         let a = svc.create(None, None, BTreeMap::new(), anon.clone()).unwrap();
         let b = svc.create(None, None, BTreeMap::new(), anon).unwrap();

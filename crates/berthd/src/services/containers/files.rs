@@ -17,6 +17,7 @@ pub(super) mod resolve;
 mod tarball;
 
 use super::{ContainerError, ContainerRecord, ContainerService, Entry, Paths};
+use crate::services::userns::RemappedRoot;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,9 @@ pub struct PathStat {
 /// The container's merged root, open. Dropping it releases a private mount.
 pub struct RootFs {
     fd: OwnedFd,
+    /// Set when this is the idmapped root of a running container in a user namespace: what is
+    /// written there must be written as its root, with its ids.
+    userns: Option<Arc<RemappedRoot>>,
 }
 
 impl RootFs {
@@ -120,18 +124,24 @@ impl ContainerService {
     /// Opens the container's merged root: the mounted rootfs of a running container, or a
     /// private mount of a stopped one (read-only unless `writable`). The caller holding the
     /// container's `op` lock makes sure it does not start meanwhile.
+    ///
+    /// A running container in a user namespace shows its files with host ids: readers get a
+    /// private read-only mount (the container's ids), writers the mounted root, to be written
+    /// as the container's root ([`RootFs::userns`]).
     async fn open_rootfs(&self, entry: &Arc<Entry>, writable: bool) -> FileResult<RootFs> {
         let rec = entry.record();
-        if rec.state.running {
+        let userns = self.remapped(&rec);
+        if rec.state.running && (writable || userns.is_none()) {
             let rootfs = entry.paths.rootfs();
             let opened = run_blocking(move || Ok(open_mounted(&rootfs)?)).await?;
             if let Some(fd) = opened {
-                return Ok(RootFs { fd });
+                return Ok(RootFs { fd, userns });
             }
         }
         let (rec, paths) = (rec.clone(), entry.paths.clone());
+        let writable = writable && !rec.state.running;
         let fd = run_blocking(move || Ok(private_mount(&rec, &paths, writable)?)).await?;
-        Ok(RootFs { fd })
+        Ok(RootFs { fd, userns: None })
     }
 
     /// `GET /containers/{id}/changes`.
@@ -239,6 +249,7 @@ impl ContainerService {
         if opts.copy_uid_gid {
             opts.owner = Some(container_user(root.fd(), &rec.config.user));
         }
+        opts.userns = root.userns.clone();
         run_blocking(move || {
             let found = resolve::lookup(root.fd(), path.as_bytes()).map_err(|e| match e.raw_os_error() {
                 Some(libc::ENOENT) => FileError::NotFound {
@@ -263,7 +274,12 @@ impl ContainerService {
                 Some(libc::ENOTDIR) => FileError::Invalid("extraction point is not a directory".into()),
                 _ => FileError::Io(e),
             })?;
-            extract::extract(reader, dest, &opts)
+            match opts.userns.clone() {
+                Some(userns) => userns
+                    .as_root(|| Ok(extract::extract(reader, dest, &opts)))
+                    .map_err(FileError::Io)?,
+                None => extract::extract(reader, dest, &opts),
+            }
         })
         .await
     }

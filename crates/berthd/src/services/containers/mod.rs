@@ -26,6 +26,7 @@ pub use networking::endpoint_settings as networking_settings;
 pub use record::{ContainerRecord, Paths};
 
 use super::events::EventBus;
+use super::userns::RemappedRoot;
 use berth_api::container::{ContainerState, CreateRequest, CreateResponse, WaitResponse, ZERO_TIME};
 use berth_api::Filters;
 use berth_image::ImageStore;
@@ -105,6 +106,8 @@ struct Inner {
     events: Arc<EventBus>,
     network: super::network::NetworkService,
     volumes: super::volumes::VolumeService,
+    /// `--userns-remap`: containers not created with `--userns=host` run in its user namespace.
+    userns: Option<Arc<RemappedRoot>>,
     table: Mutex<Table>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     /// Shims this berthd started (its children, as subreaper), to reap when they end.
@@ -122,17 +125,31 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| ContainerError::Internal(e.to_string()))?
 }
 
+/// The services and stores that containers are made from.
+pub struct Collaborators {
+    pub images: Arc<ImageStore>,
+    pub events: Arc<EventBus>,
+    pub network: super::network::NetworkService,
+    pub volumes: super::volumes::VolumeService,
+    /// `--userns-remap`.
+    pub userns: Option<Arc<RemappedRoot>>,
+}
+
 impl ContainerService {
     /// Loads every container recorded under `root` and reconnects to the shims still running.
     pub async fn open(
         root: &Path,
         exec_root: &Path,
         cgroup_parent: &str,
-        images: Arc<ImageStore>,
-        events: Arc<EventBus>,
-        network: super::network::NetworkService,
-        volumes: super::volumes::VolumeService,
+        uses: Collaborators,
     ) -> Result<ContainerService> {
+        let Collaborators {
+            images,
+            events,
+            network,
+            volumes,
+            userns,
+        } = uses;
         let root = root.join("containers");
         let shims = exec_root.join("shims");
         std::fs::create_dir_all(&root)?;
@@ -146,6 +163,7 @@ impl ContainerService {
                 events,
                 network,
                 volumes,
+                userns,
                 table: Mutex::new(Table::default()),
                 execs: Mutex::new(HashMap::new()),
                 shim_pids: Mutex::new(Default::default()),
@@ -294,6 +312,7 @@ impl ContainerService {
                 "can't create 'AutoRemove' container with restart policy".into(),
             ));
         }
+        self.check_userns(&req.host_config)?;
         let mut mount_points = self.plan_mounts(&req)?;
         let id = random_id();
         let name = {
@@ -350,7 +369,8 @@ impl ContainerService {
         let paths = Paths::new(&self.inner.root, &self.inner.shims, &id);
         let made = {
             let (rec, paths) = (rec.clone(), paths.clone());
-            blocking(move || prepare_dir(&rec, &paths)).await
+            let owner = self.remapped(&rec).map(|u| u.root_ids());
+            blocking(move || prepare_dir(&rec, &paths, owner)).await
         };
         if let Err(e) = made {
             self.table().names.remove(&name);
@@ -361,6 +381,37 @@ impl ContainerService {
         self.emit(&rec, "create", &[]);
         self.insert(rec);
         Ok(CreateResponse { id, warnings: vec![] })
+    }
+
+    /// The user namespace a container runs in: the daemon's remapped root unless it asked for
+    /// the host's (`--userns=host`).
+    fn remapped(&self, rec: &ContainerRecord) -> Option<Arc<RemappedRoot>> {
+        let host = rec.host_config.userns_mode == "host";
+        self.inner.userns.clone().filter(|_| !host)
+    }
+
+    /// Docker's rules for `--userns` and what a user namespace cannot do.
+    fn check_userns(&self, host: &berth_api::container::HostConfig) -> Result<()> {
+        if !matches!(host.userns_mode.as_str(), "" | "host") {
+            return Err(ContainerError::Invalid(format!(
+                "invalid USER mode: {}",
+                host.userns_mode
+            )));
+        }
+        if self.inner.userns.is_none() || host.userns_mode == "host" {
+            return Ok(());
+        }
+        if host.privileged {
+            return Err(ContainerError::Invalid(
+                "privileged mode is incompatible with user namespaces.  You must run the container in the host namespace when running privileged mode".into(),
+            ));
+        }
+        if spec::network_mode(host) == "host" {
+            return Err(ContainerError::Invalid(
+                "cannot share the host's network namespace when user namespaces are enabled".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn persist(&self, entry: &Entry, rec: &ContainerRecord) {
@@ -393,12 +444,14 @@ impl ContainerService {
             async move {
                 let shared_netns = shared_netns?;
                 blocking(move || {
-                    mount_rootfs(&rec, &paths)?;
+                    let userns = svc.remapped(&rec);
+                    mount_rootfs(&rec, &paths, userns.as_deref())?;
                     if let Err(e) = svc.ready_volumes(&rec, &paths.rootfs()) {
                         let _ = unmount(&paths.rootfs());
                         return Err(e);
                     }
-                    let spec = spec::build(&rec, &paths, &cgroup, shared_netns.as_deref())
+                    let mappings = userns.map(|u| u.spec_mappings());
+                    let spec = spec::build(&rec, &paths, &cgroup, shared_netns.as_deref(), mappings)
                         .map_err(ContainerError::Invalid);
                     let spec = match spec {
                         Ok(s) => s,
@@ -1068,7 +1121,9 @@ fn random_id() -> String {
 
 /// Makes the container's directory: overlay dirs, mount point, hostname, hosts, resolv.conf, and
 /// the record itself (last, so a directory without a record is an unfinished create).
-fn prepare_dir(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
+/// `owner`: the remapped root of a container in a user namespace, given its files (as dockerd
+/// does) so that it may edit them as root could.
+fn prepare_dir(rec: &ContainerRecord, paths: &Paths, owner: Option<(u32, u32)>) -> Result<()> {
     for d in [paths.upper(), paths.work(), paths.rootfs()] {
         std::fs::create_dir_all(d)?;
     }
@@ -1088,6 +1143,11 @@ fn prepare_dir(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
     }
     std::fs::write(paths.hosts(), hosts)?;
     std::fs::write(paths.resolv_conf(), resolv_conf(&rec.host_config))?;
+    if let Some((uid, gid)) = owner {
+        for file in [paths.hostname(), paths.hosts(), paths.resolv_conf()] {
+            std::os::unix::fs::chown(file, Some(uid), Some(gid))?;
+        }
+    }
     let bytes = serde_json::to_vec(rec).expect("record serialises");
     berth_image::content::write_atomic(&paths.record(), &bytes)?;
     Ok(())
@@ -1138,8 +1198,9 @@ fn resolv_conf(host: &berth_api::container::HostConfig) -> String {
     out
 }
 
-/// Mounts the container's overlay root (image layers below, its own upper dir on top).
-fn mount_rootfs(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
+/// Mounts the container's overlay root (image layers below, its own upper dir on top); for a
+/// container in a user namespace, over idmapped mounts of them.
+fn mount_rootfs(rec: &ContainerRecord, paths: &Paths, userns: Option<&RemappedRoot>) -> Result<()> {
     let target = paths.rootfs();
     if is_mounted(&target) {
         return Ok(());
@@ -1160,17 +1221,28 @@ fn mount_rootfs(rec: &ContainerRecord, paths: &Paths) -> Result<()> {
     }
     // No redirects or metacopy: an upper dir must hold whole files and plain whiteouts, so that
     // `commit` can turn it into a layer.
-    let mut data = format!(
-        "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+    let mut options = String::from("redirect_dir=off,metacopy=off,index=off");
+    // A --rm container's writes are thrown away with it: no need for the sync that unmounting an
+    // overlay otherwise waits for (tens of ms under load).
+    if rec.host_config.auto_remove {
+        options.push_str(",volatile");
+    }
+    if let Some(userns) = userns {
+        let lowers: Vec<PathBuf> = lowers.iter().map(PathBuf::from).collect();
+        return userns
+            .mount_overlay(&lowers, &paths.dir, "upper", "work", &options, &target)
+            .map_err(|e| {
+                ContainerError::Internal(format!(
+                    "mounting the container's root filesystem (idmapped): {e}"
+                ))
+            });
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},{options}",
         lowers.join(":"),
         paths.upper().display(),
         paths.work().display()
     );
-    // A --rm container's writes are thrown away with it: no need for the sync that unmounting an
-    // overlay otherwise waits for (tens of ms under load).
-    if rec.host_config.auto_remove {
-        data.push_str(",volatile");
-    }
     let data =
         std::ffi::CString::new(data).map_err(|_| ContainerError::Internal("NUL in a layer path".into()))?;
     rustix::mount::mount(

@@ -460,6 +460,7 @@ pub fn build(
     paths: &Paths,
     cgroup: &str,
     shared_netns: Option<&Path>,
+    id_mappings: Option<(Value, Value)>,
 ) -> Result<Value, String> {
     let host = &rec.host_config;
     let config = &rec.config;
@@ -537,6 +538,14 @@ pub fn build(
         "sysctl": host.sysctls.clone().unwrap_or_default(),
         "rootfsPropagation": "rprivate",
     });
+    if let Some((uids, gids)) = id_mappings {
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .push(json!({"type": "user"}));
+        linux["uidMappings"] = uids;
+        linux["gidMappings"] = gids;
+    }
     if !host.privileged {
         linux["maskedPaths"] = json!(host
             .masked_paths

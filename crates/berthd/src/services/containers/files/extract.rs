@@ -8,6 +8,7 @@
 //! not empty and there are no whiteouts: overlayfs below does that.
 
 use super::FileError;
+use crate::services::userns::RemappedRoot;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
@@ -26,6 +27,8 @@ pub struct ExtractOptions {
     pub copy_uid_gid: bool,
     /// The owner every entry gets, instead of the one in the tar.
     pub owner: Option<(u32, u32)>,
+    /// Extracting into a container's idmapped root: ids are the container's, mapped to the host's.
+    pub userns: Option<std::sync::Arc<RemappedRoot>>,
 }
 
 fn invalid(path: &str, reason: impl std::fmt::Display) -> FileError {
@@ -230,6 +233,15 @@ fn meta<R: Read>(
             u32::try_from(blank_is_zero(h.gid(), &old.gid).map_err(bad)?)
                 .map_err(|_| invalid(path, "gid out of range"))?,
         ),
+    };
+    let (uid, gid) = match &opts.userns {
+        Some(userns) => userns.to_host(uid, gid).ok_or_else(|| {
+            invalid(
+                path,
+                format!("owner {uid}:{gid} is not mapped in the container's user namespace"),
+            )
+        })?,
+        None => (uid, gid),
     };
     let mtime = blank_is_zero(h.mtime(), &old.mtime).map_err(bad)?;
     let mtime = i64::try_from(mtime).map_err(|_| invalid(path, "mtime out of range"))?;
