@@ -4,6 +4,7 @@
 
 mod api;
 mod config;
+mod memory;
 mod services;
 
 use anyhow::Context;
@@ -49,6 +50,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
 
     let daemon = Arc::new(services::Daemon::open(config.clone()).await?);
     tokio::spawn(reap_shims(daemon.containers.clone()));
+    tokio::spawn(memory::trim_when_quiet());
 
     let mut listeners = Vec::new();
     for path in &config.sockets {

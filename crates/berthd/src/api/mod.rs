@@ -82,6 +82,7 @@ async fn negotiate_version(mut req: Request, next: Next) -> Response {
         }
     }
     tracing::debug!(method = %req.method(), path = %req.uri(), %version, "request");
+    crate::memory::note_activity();
     req.extensions_mut().insert(version);
     stamp(next.run(req).await)
 }

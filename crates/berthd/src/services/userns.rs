@@ -267,6 +267,12 @@ fn make_userns(uids: &[IdRange], gids: &[IdRange]) -> io::Result<OwnedFd> {
 /// Docker's `default`: a system user `dockremap` with a 65536-id range in /etc/subuid and
 /// /etc/subgid, made with the system's own tools when missing.
 fn ensure_default_user() -> anyhow::Result<()> {
+    // Two daemons starting at once must not both add the user or a range.
+    std::fs::create_dir_all("/run/lock")?;
+    let lock = std::fs::File::create("/run/lock/berth-userns-remap.lock")
+        .context("creating /run/lock/berth-userns-remap.lock")?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .context("locking /run/lock/berth-userns-remap.lock")?;
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     if lookup(&passwd, DEFAULT_USER).is_none() {
         run(Command::new("useradd")
@@ -321,7 +327,7 @@ fn ranges(file: &str, name: &str, id: u32) -> Vec<IdRange> {
         let (Ok(host), Ok(size)) = (start.parse::<u32>(), count.parse::<u32>()) else {
             continue;
         };
-        if size == 0 {
+        if size == 0 || out.iter().any(|r: &IdRange| r.host == host) {
             continue;
         }
         out.push(IdRange {
