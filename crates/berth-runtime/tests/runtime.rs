@@ -897,6 +897,7 @@ fn device_rules_hold_on_cgroup_v2_through_an_ebpf_program() {
     // Only the cgroup2 hierarchy, as on a unified host: on a hybrid host the v1 devices
     // controller would otherwise enforce the rules, and the test could not tell who did.
     let cgroups = Cgroups::unified_at(&v2);
+    let enabled_before = fs::read_to_string(v2.join("cgroup.subtree_control")).unwrap();
     // /dev/net/tun: opening it needs no capability, so only the device rules can refuse it.
     let probe = [
         "sh",
@@ -926,6 +927,9 @@ fn device_rules_hold_on_cgroup_v2_through_an_ebpf_program() {
     let out = run_with(&LinuxResources::default());
     assert_eq!(out.stdout, "made\n3\n", "{out:?}");
     assert!(!out.stderr.contains("Operation not permitted"), "{out:?}");
+    // No controller was enabled in the hierarchy (on a hybrid host that would take it from v1).
+    let enabled = fs::read_to_string(v2.join("cgroup.subtree_control")).unwrap();
+    assert_eq!(enabled, enabled_before, "controllers enabled in cgroup2");
 }
 
 #[test]

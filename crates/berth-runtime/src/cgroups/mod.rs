@@ -139,15 +139,16 @@ impl Cgroups {
         }
     }
 
-    /// The cgroup2 hierarchy mounted at `mountpoint`, used as a unified host's only hierarchy,
-    /// whatever else the host mounts: for a cgroup2 mount outside `/sys/fs/cgroup`, and for trying
-    /// the unified code paths (device programs, `cgroup.freeze`) on a hybrid host.
+    /// The cgroup2 hierarchy mounted at `mountpoint` as if it were the host's only one, but
+    /// without enabling any controller in it: for the unified code paths that need none (device
+    /// programs, `cgroup.freeze`) on a hybrid host, whose controllers belong to v1 hierarchies
+    /// (enabling one in cgroup2 would keep it from being mounted in v1).
     pub fn unified_at(mountpoint: &Path) -> Cgroups {
         Cgroups {
             layout: CgroupLayout::Unified,
             v1: Vec::new(),
             v2: Some(mountpoint.to_path_buf()),
-            v2_controllers: read_controllers(mountpoint),
+            v2_controllers: Vec::new(),
         }
     }
 
