@@ -23,6 +23,9 @@ def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+IDLE_QUIET_S = 3
+
+
 def mem(pid):
     """VmRSS (kB) and smaps_rollup fields (kB) of a process."""
     out = {}
@@ -276,7 +279,7 @@ def report(R):
         if ts:
             p(f"   {label:34} " + " ".join(f"{t * 1000:.0f}" for t in ts))
     p("")
-    p("2. idle daemon memory (image loaded, no containers)")
+    p(f"2. idle daemon memory (image loaded, no containers, {IDLE_QUIET_S} s without requests)")
     p("")
     p(f"{'process':34} {'VmRSS':>10} {'Pss':>10} {'Private':>10}")
     for name, m in R["idle"].items():
@@ -383,7 +386,9 @@ def main():
     R["load_before"] = os.getloadavg()[0]
     t_start = time.perf_counter()
 
-    # 1. Idle memory.
+    # 1. Idle memory: after a few quiet seconds (berthd gives its freed heap back a second or two
+    # after the last request; dockerd's Go runtime returns memory on its own schedule).
+    time.sleep(IDLE_QUIET_S)
     R["idle"] = {"berthd": mem(a.berthd_pid)}
     if a.dockerd_pid:
         R["idle"]["dockerd (reference)"] = mem(a.dockerd_pid)

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, PosixRlimit, Process};
 use rustix::fs::{Mode, OFlags};
+use rustix::thread::UnshareFlags;
 
 use crate::capabilities::CapPlan;
 use crate::devices::{self, DeviceNode};
 use crate::error::{Result, RuntimeError};
 use crate::exec::{go_error, ExecPlan};
 use crate::mounts::MountPlan;
-use crate::namespaces::{loopback_up, NamespacePlan};
+use crate::namespaces::{loopback_up, unshare, NamespacePlan};
 use crate::process::{LaunchOptions, Stdio};
 use crate::seccomp::SeccompFilter;
 use crate::sync::SyncSocket;
@@ -154,10 +155,14 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     if let Some(stdio) = stdio {
         setup_stdio(stdio, false)?;
     }
+    let cgroupns = plan.ns.creates(LinuxNamespaceType::Cgroup);
     if plan.ns.user.is_some() {
+        // The init is forked into the cgroup namespace: in the cgroup first.
+        sock.wait_joined()?;
         enter_user_namespace(plan, sock)?;
     } else {
-        plan.ns.enter()?;
+        plan.ns.join_all()?;
+        plan.ns.unshare_rest_but(UnshareFlags::NEWCGROUP)?;
     }
     if plan.ns.creates(LinuxNamespaceType::Network) {
         loopback_up()?;
@@ -172,7 +177,17 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
         set_oom_score_adj(plan.process.oom_score_adj)?;
     }
 
-    let root = plan.mounts.mount_all()?;
+    // A cgroup namespace is rooted at the cgroup its creator is in: join first.
+    let userns = plan.ns.user.is_some();
+    let root = plan.mounts.mount_all(&mut || {
+        if !userns {
+            sock.wait_joined()?;
+            if cgroupns {
+                unshare(UnshareFlags::NEWCGROUP)?;
+            }
+        }
+        Ok(())
+    })?;
     if plan.process.console {
         // The terminal is made in the container's own devpts, so that it is /dev/pts/0 there.
         let ptmx = root
@@ -231,14 +246,10 @@ fn run_exec(
 /// exits once the parent knows the init's pid.
 fn enter_user_namespace(plan: &InitPlan, sock: &SyncSocket) -> Result<()> {
     use rustix::fs::{Gid, Uid};
-    use rustix::thread::UnshareFlags;
     plan.ns.join_all()?;
     set_oom_score_adj(plan.process.oom_score_adj)?;
     rlimits::apply(&plan.process.rlimits)?;
-    // SAFETY: CLONE_NEWUSER touches no file-descriptor table, and this process is single-threaded
-    // (unshare refuses a new user namespace to a multithreaded process anyway).
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER) }
-        .map_err(|e| RuntimeError::io("unshare(CLONE_NEWUSER)", e))?;
+    unshare(UnshareFlags::NEWUSER)?;
     sock.request_mapping()?;
     rustix::thread::set_thread_groups(&[]).map_err(|e| RuntimeError::io("setgroups", e))?;
     rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)

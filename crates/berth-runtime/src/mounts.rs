@@ -221,7 +221,11 @@ impl MountPlan {
 
     /// In the child, in its new mount namespace: stops mount propagation to the host, makes the rootfs a
     /// mount point, and performs every spec mount inside it. Returns the open rootfs.
-    pub fn mount_all(&self) -> Result<RootDir> {
+    ///
+    /// `before_cgroups` runs once, before the first cgroup mount (or at the end when there is
+    /// none): the container's cgroup view needs the process in its cgroup and cgroup namespace,
+    /// which the mounts before it do not wait for.
+    pub fn mount_all(&self, before_cgroups: &mut dyn FnMut() -> Result<()>) -> Result<RootDir> {
         // Never let our mounts reach the host; a "shared" rootfs is made shared again after pivot_root.
         let outer = if self.root_propagation & MS_SHARED != 0 {
             MS_SLAVE | MS_REC
@@ -232,8 +236,17 @@ impl MountPlan {
         let rootfs = self.rootfs.to_string_lossy();
         sys_mount(&rootfs, &rootfs, "", MS_BIND | MS_REC, "", &self.rootfs)?;
         let root = RootDir::open(&self.rootfs)?;
+        let mut hook = Some(before_cgroups);
         for entry in &self.entries {
+            if matches!(entry.kind, MountKind::Cgroup { .. }) {
+                if let Some(hook) = hook.take() {
+                    hook()?;
+                }
+            }
             mount_entry(&root, entry)?;
+        }
+        if let Some(hook) = hook.take() {
+            hook()?;
         }
         Ok(root)
     }

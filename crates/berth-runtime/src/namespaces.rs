@@ -213,15 +213,26 @@ impl NamespacePlan {
         Ok(())
     }
 
+    /// Creates the new namespaces (other than the user namespace) except those in `later`.
+    pub fn unshare_rest_but(&self, later: UnshareFlags) -> Result<()> {
+        unshare(self.unshare - later)
+    }
+
     /// Creates the new namespaces (other than the user namespace), plus `extra`.
     pub fn unshare_rest(&self, extra: UnshareFlags) -> Result<()> {
-        let flags = self.unshare | extra;
-        if !flags.is_empty() {
-            // SAFETY: the flags never include CLONE_FILES, and the child is single-threaded.
-            unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(|e| RuntimeError::io("unshare", e))?;
-        }
-        Ok(())
+        unshare(self.unshare | extra)
     }
+}
+
+/// unshare(2) of namespaces, in the single-threaded child.
+pub(crate) fn unshare(flags: UnshareFlags) -> Result<()> {
+    if !flags.is_empty() {
+        // SAFETY: namespace flags touch no file-descriptor table (never CLONE_FILES here), and the
+        // child is single-threaded.
+        unsafe { rustix::thread::unshare_unsafe(flags) }
+            .map_err(|e| RuntimeError::io(format!("unshare({flags:?})"), e))?;
+    }
+    Ok(())
 }
 
 fn open_ns(path: &Path) -> Result<OwnedFd> {

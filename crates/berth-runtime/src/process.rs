@@ -119,13 +119,16 @@ pub fn launch(opts: LaunchOptions<'_>) -> Result<Launched> {
     };
     drop(child);
     drop(opts.stdio);
+    // The child sets up its namespaces and first mounts while its cgroup is joined: moving a
+    // process between cgroups can wait for an RCU grace period (milliseconds).
+    parent.send_go();
     if let Some(cgroup) = opts.cgroup {
         if let Err(e) = cgroup.add_process(pid) {
             kill_and_reap(pid);
             return Err(e);
         }
     }
-    parent.send_go();
+    parent.send_joined();
     let pid = match &userns {
         None => pid,
         Some(userns) => match map_user_namespace(&parent, pid, userns) {

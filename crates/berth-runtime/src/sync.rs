@@ -25,6 +25,7 @@ const PTY: u8 = b'P';
 const USERNS: u8 = b'U';
 const MAPPED: u8 = b'M';
 const PID: u8 = b'I';
+const JOINED: u8 = b'J';
 /// Error kinds on the wire: 0 is a setup error, the others are [`ExecErrorKind`]s.
 const KIND_INIT: u8 = 0;
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -145,6 +146,21 @@ impl SyncSocket {
     fn wait_for(&self, want: u8) -> bool {
         let mut buf = [0u8; 16];
         matches!(self.recv(&mut buf), Ok(n) if n >= 1 && buf[0] == want)
+    }
+
+    /// The child is in its cgroup now.
+    pub(crate) fn send_joined(&self) {
+        let _ = self.send(&[JOINED]);
+    }
+
+    pub(crate) fn wait_joined(&self) -> Result<()> {
+        if self.wait_for(JOINED) {
+            Ok(())
+        } else {
+            Err(RuntimeError::Init(
+                "parent went away before the cgroup was joined".into(),
+            ))
+        }
     }
 
     pub(crate) fn send_mapped(&self) {

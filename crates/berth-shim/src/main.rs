@@ -1,5 +1,5 @@
 //! `berth-shim run --id <id> --bundle <dir> --state <dir> --log <path> [--tty] [--stdin]
-//! [--stdin-once] [--log-max-size <bytes>] [--log-max-files <n>] --ready-fd <fd>`
+//! [--stdin-once] [--no-sync] [--log-max-size <bytes>] [--log-max-files <n>] --ready-fd <fd>`
 //!
 //! One small process per container; see the protocol in the library (`berth_shim`).
 
@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use server::Config;
 
 const USAGE: &str = "usage: berth-shim run --id <id> --bundle <dir> --state <dir> --log <path> [--tty] \
-[--stdin] [--stdin-once] [--log-max-size <bytes>] [--log-max-files <n>] --ready-fd <fd>";
+[--stdin] [--stdin-once] [--no-sync] [--log-max-size <bytes>] [--log-max-files <n>] --ready-fd <fd>";
 
 /// Where `error` writes: `<state>/shim.log`.
 static ERROR_LOG: OnceLock<PathBuf> = OnceLock::new();
@@ -55,6 +55,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
         stdin_once: false,
         log_max_size: None,
         log_max_files: 1,
+        durable: true,
     };
     while let Some(flag) = args.next() {
         let flag = flag.to_str().ok_or("non-UTF-8 flag")?.to_string();
@@ -70,6 +71,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> {
             "--state" => state = Some(PathBuf::from(value()?)),
             "--log" => log = Some(PathBuf::from(value()?)),
             "--tty" => cfg.tty = true,
+            "--no-sync" => cfg.durable = false,
             "--stdin" => cfg.stdin = true,
             "--stdin-once" => cfg.stdin_once = true,
             "--log-max-size" => cfg.log_max_size = Some(num(value()?)?),

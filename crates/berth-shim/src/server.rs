@@ -56,6 +56,8 @@ pub struct Config {
     pub stdin_once: bool,
     pub log_max_size: Option<u64>,
     pub log_max_files: u32,
+    /// fsync the exit file (not for a container that is removed when it exits).
+    pub durable: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -666,7 +668,7 @@ impl Shim {
             finished_at: rfc3339(SystemTime::now()),
         });
         let line = status.to_line();
-        if let Err(e) = write_exit_file(&self.cfg.state, &line) {
+        if let Err(e) = write_exit_file(&self.cfg.state, &line, self.cfg.durable) {
             crate::error(&format!("write exit file: {e}"));
         }
         // Exec sessions that ended with the container get their EXIT frame; any that outlived it
@@ -1219,8 +1221,9 @@ fn write_file(path: &std::path::Path, data: &[u8]) -> stdio::Result<()> {
     f.write_all(data)
 }
 
-/// Writes `<state>/exit` atomically: a temporary file, fsync, rename, fsync of the directory.
-fn write_exit_file(state: &std::path::Path, line: &str) -> stdio::Result<()> {
+/// Writes `<state>/exit` atomically: a temporary file, fsync, rename, fsync of the directory
+/// (without the fsyncs unless `durable`).
+fn write_exit_file(state: &std::path::Path, line: &str, durable: bool) -> stdio::Result<()> {
     let tmp = state.join(".exit.tmp");
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -1230,11 +1233,15 @@ fn write_exit_file(state: &std::path::Path, line: &str) -> stdio::Result<()> {
         .open(&tmp)?;
     f.write_all(line.as_bytes())?;
     f.write_all(b"\n")?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     fs::rename(&tmp, state.join(berth_shim::EXIT_FILE))?;
-    if let Ok(d) = fs::File::open(state) {
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = fs::File::open(state) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }

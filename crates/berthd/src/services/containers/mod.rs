@@ -416,7 +416,7 @@ impl ContainerService {
 
     fn persist(&self, entry: &Entry, rec: &ContainerRecord) {
         let bytes = serde_json::to_vec(rec).expect("record serialises");
-        if let Err(e) = berth_image::content::write_atomic(&entry.paths.record(), &bytes) {
+        if let Err(e) = write_record(&entry.paths.record(), rec, &bytes) {
             tracing::error!(id = %entry.id, error = %e, "could not save container state");
         }
     }
@@ -570,6 +570,10 @@ impl ContainerService {
             .args(["--ready-fd", "1"]);
         if rec.config.tty {
             cmd.arg("--tty");
+        }
+        if rec.host_config.auto_remove {
+            // Removed when it exits: its exit status need not survive a power cut.
+            cmd.arg("--no-sync");
         }
         if rec.config.open_stdin {
             cmd.arg("--stdin");
@@ -1149,8 +1153,25 @@ fn prepare_dir(rec: &ContainerRecord, paths: &Paths, owner: Option<(u32, u32)>) 
         }
     }
     let bytes = serde_json::to_vec(rec).expect("record serialises");
-    berth_image::content::write_atomic(&paths.record(), &bytes)?;
+    write_record(&paths.record(), rec, &bytes)?;
     Ok(())
+}
+
+/// Writes a container's record atomically (temporary file, rename). An `--rm` container's is not
+/// fsynced: it is deleted when the container exits, and a record torn by a crash of the machine
+/// is dropped at the next start like any unfinished one.
+fn write_record(path: &Path, rec: &ContainerRecord, bytes: &[u8]) -> std::io::Result<()> {
+    if !rec.host_config.auto_remove {
+        return berth_image::content::write_atomic(path, bytes).map_err(std::io::Error::other);
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("json.tmp{n}"));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The host's resolv.conf without loopback nameservers (unreachable from a container), with
