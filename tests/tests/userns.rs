@@ -271,6 +271,19 @@ fn an_unknown_remap_user_stops_the_daemon_with_a_clear_error() {
     );
 }
 
+/// A tar of one file with the given mode and owner.
+fn owned_file_tar(name: &str, data: &[u8], mode: u32, (uid, gid): (u64, u64)) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_cksum();
+    b.append_data(&mut h, name, data).unwrap();
+    b.into_inner().unwrap()
+}
+
 #[test]
 fn cp_into_and_out_of_a_running_remapped_container_uses_its_ids() {
     let d = remapped_daemon();
@@ -295,17 +308,7 @@ fn cp_into_and_out_of_a_running_remapped_container_uses_its_ids() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // In: a file owned by 1234 in the tar is 1234's inside, and the remapped 1234 outside.
-    let tar = {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(3);
-        h.set_mode(0o640);
-        h.set_uid(1234);
-        h.set_gid(1234);
-        h.set_cksum();
-        b.append_data(&mut h, "owned", &b"abc"[..]).unwrap();
-        b.into_inner().unwrap()
-    };
+    let tar = owned_file_tar("owned", b"abc", 0o640, (1234, 1234));
     let (status, body) = d.api("PUT", "/v1.44/containers/cpu/archive?path=/tmp", &tar);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let out = d.docker(&["exec", "cpu", "stat", "-c", "%u:%g %a", "/tmp/owned"]);
@@ -327,17 +330,7 @@ fn cp_into_and_out_of_a_running_remapped_container_uses_its_ids() {
         (1234, 1234)
     );
     // A tar owner outside the container's range is refused, nothing written.
-    let tar = {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(1);
-        h.set_mode(0o644);
-        h.set_uid(70_000);
-        h.set_gid(0);
-        h.set_cksum();
-        b.append_data(&mut h, "unmapped", &b"x"[..]).unwrap();
-        b.into_inner().unwrap()
-    };
+    let tar = owned_file_tar("unmapped", b"x", 0o644, (70_000, 0));
     let (status, body) = d.api("PUT", "/v1.44/containers/cpu/archive?path=/tmp", &tar);
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert!(

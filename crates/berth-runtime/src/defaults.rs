@@ -61,7 +61,7 @@ pub fn default_docker_readonly_paths() -> Vec<String> {
     .collect()
 }
 
-fn device_rule(
+pub(crate) fn device_rule(
     allow: bool,
     typ: LinuxDeviceType,
     major: Option<i64>,

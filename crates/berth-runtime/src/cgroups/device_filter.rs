@@ -279,7 +279,7 @@ pub(crate) fn attach(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::defaults::default_docker_device_rules;
+    use crate::defaults::{default_docker_device_rules, device_rule as rule};
 
     /// Runs a compiled program the way the kernel would, for one request.
     fn run(prog: &[Insn], dev_type: i32, access: i32, major: u32, minor: u32) -> u64 {
@@ -307,22 +307,6 @@ mod tests {
                 other => panic!("unknown opcode {other:#x}"),
             }
         }
-    }
-
-    fn rule(
-        allow: bool,
-        t: LinuxDeviceType,
-        major: Option<i64>,
-        minor: Option<i64>,
-        access: &str,
-    ) -> LinuxDeviceCgroup {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(allow);
-        r.set_typ(Some(t));
-        r.set_major(major);
-        r.set_minor(minor);
-        r.set_access(Some(access.to_string()));
-        r
     }
 
     #[test]
