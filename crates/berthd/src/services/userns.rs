@@ -286,6 +286,12 @@ fn ensure_default_user() -> anyhow::Result<()> {
     let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let gid = lookup(&groups, DEFAULT_USER).map(|(_, g)| g).unwrap_or(uid);
     if ranges(&subuid, DEFAULT_USER, uid).is_empty() || ranges(&subgid, DEFAULT_USER, gid).is_empty() {
+        // usermod refuses -v/-w when the files do not exist yet.
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            if !Path::new(file).exists() {
+                std::fs::write(file, "").with_context(|| format!("creating {file}"))?;
+            }
+        }
         let start = free_range_start(&[&subuid, &subgid]);
         let range = format!("{start}-{}", start + SUBID_SIZE - 1);
         run(Command::new("usermod")
