@@ -209,6 +209,13 @@ fn user_namespaces_refuse_what_they_cannot_do() {
         "{}",
         stderr(&out)
     );
+    let out = d.docker(&["run", "--rm", "--pid", "host", "busybox", "true"]);
+    assert_failure(&out, "--pid host in a user namespace");
+    assert!(
+        stderr(&out).contains("cannot share the host PID namespace when user namespaces are enabled"),
+        "{}",
+        stderr(&out)
+    );
     // Out of the user namespace, both are allowed.
     let out = d.docker(&[
         "run",

@@ -119,6 +119,13 @@ pub struct HostConfig {
     pub readonly_paths: Option<Vec<String>>,
     /// `host` keeps a container out of the daemon's `userns-remap` user namespace.
     pub userns_mode: String,
+    /// `host` or `container:<name>`; a new pid namespace when empty.
+    pub pid_mode: String,
+    /// `private`, `shareable`, `host`, `none` or `container:<name>`.
+    pub ipc_mode: String,
+    /// `host`; a new uts namespace when empty.
+    #[serde(rename = "UTSMode")]
+    pub uts_mode: String,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

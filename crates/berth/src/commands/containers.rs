@@ -119,6 +119,15 @@ pub struct CreateFlags {
     /// User namespace to use ("host": not the daemon's userns-remap one)
     #[arg(long)]
     userns: Option<String>,
+    /// PID namespace to use ("host" or "container:<name|id>")
+    #[arg(long)]
+    pid: Option<String>,
+    /// IPC mode to use ("private", "shareable", "host", "none" or "container:<name|id>")
+    #[arg(long)]
+    ipc: Option<String>,
+    /// UTS namespace to use ("host")
+    #[arg(long)]
+    uts: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
@@ -517,6 +526,9 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "OomScoreAdj": f.oom_score_adj.unwrap_or(0),
             "Privileged": f.privileged,
             "UsernsMode": f.userns.clone().unwrap_or_default(),
+            "PidMode": f.pid.clone().unwrap_or_default(),
+            "IpcMode": f.ipc.clone().unwrap_or_default(),
+            "UTSMode": f.uts.clone().unwrap_or_default(),
             "Init": if f.init { json!(true) } else { Value::Null },
             "ReadonlyRootfs": f.read_only,
             "SecurityOpt": f.security_opt,

@@ -15,6 +15,7 @@ mod names;
 mod networking;
 mod ops;
 mod record;
+mod sharing;
 mod shim;
 pub mod spec;
 mod volumes;
@@ -313,6 +314,19 @@ impl ContainerService {
             ));
         }
         self.check_userns(&req.host_config)?;
+        sharing::check(
+            &req.host_config,
+            self.inner.userns.is_some() && req.host_config.userns_mode != "host",
+        )?;
+        if req.host_config.ipc_mode.is_empty() {
+            // dockerd's default-ipc-mode.
+            req.host_config.ipc_mode = "private".into();
+        }
+        if req.host_config.uts_mode == "host" && !req.config.hostname.is_empty() {
+            return Err(ContainerError::Invalid(
+                "conflicting options: hostname and the UTS mode".into(),
+            ));
+        }
         let mut mount_points = self.plan_mounts(&req)?;
         let id = random_id();
         let name = {
@@ -439,10 +453,10 @@ impl ContainerService {
         let prepared = {
             let (rec, paths) = (rec.clone(), paths.clone());
             let cgroup = format!("{}/{}", self.inner.cgroup_parent, rec.id);
-            let shared_netns = self.shared_netns(&rec, &paths);
+            let shared = self.shared_namespaces(&rec, &paths);
             let svc = self.clone();
             async move {
-                let shared_netns = shared_netns?;
+                let shared = shared?;
                 blocking(move || {
                     let userns = svc.remapped(&rec);
                     mount_rootfs(&rec, &paths, userns.as_deref())?;
@@ -451,8 +465,11 @@ impl ContainerService {
                         return Err(e);
                     }
                     let mappings = userns.map(|u| u.spec_mappings());
-                    let spec = spec::build(&rec, &paths, &cgroup, shared_netns.as_deref(), mappings)
-                        .map_err(ContainerError::Invalid);
+                    let spec =
+                        sharing::mount_shm(&rec, &paths, spec::shm_size(&rec.host_config)).and_then(|()| {
+                            spec::build(&rec, &paths, &cgroup, &shared, mappings)
+                                .map_err(ContainerError::Invalid)
+                        });
                     let spec = match spec {
                         Ok(s) => s,
                         Err(e) => {
@@ -911,6 +928,7 @@ impl ContainerService {
         let paths = entry.paths.clone();
         blocking(move || {
             unmount(&paths.rootfs())?;
+            sharing::unmount_shm(&paths);
             if is_mounted(&paths.rootfs()) {
                 return Err(ContainerError::Internal(format!(
                     "{} is still mounted",

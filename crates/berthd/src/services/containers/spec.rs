@@ -2,6 +2,7 @@
 //! ENTRYPOINT/CMD rules, environment, user lookup in the image, capabilities, resources.
 
 use super::record::{ContainerRecord, Paths};
+use super::sharing::{Join, SharedNamespaces, Shm};
 use berth_api::container::{ContainerConfig, HostConfig};
 use berth_image::ContainerConfig as ImageRuntimeConfig;
 use serde_json::{json, Value};
@@ -454,17 +455,20 @@ fn init_binary() -> Result<PathBuf, String> {
 }
 
 /// The OCI runtime spec for a container whose rootfs is mounted at `paths.rootfs()`.
-/// `shared_netns`: the network namespace to join (`--network container:<name>`).
+/// `shared`: the namespaces joined (`--network`, `--pid`, `--ipc` `container:<name>` or host) and
+/// where `/dev/shm` comes from.
 pub fn build(
     rec: &ContainerRecord,
     paths: &Paths,
     cgroup: &str,
-    shared_netns: Option<&Path>,
+    shared: &SharedNamespaces,
     id_mappings: Option<(Value, Value)>,
 ) -> Result<Value, String> {
     let host = &rec.host_config;
     let config = &rec.config;
-    let hostname = if config.hostname.is_empty() {
+    let hostname = if shared.uts_host {
+        rustix::system::uname().nodename().to_string_lossy().into_owned()
+    } else if config.hostname.is_empty() {
         rec.short_id().to_string()
     } else {
         config.hostname.clone()
@@ -480,11 +484,7 @@ pub fn build(
     } else {
         config.working_dir.clone()
     };
-    let shm = if host.shm_size > 0 {
-        host.shm_size
-    } else {
-        DEFAULT_SHM_SIZE
-    };
+    let shm = shm_size(host);
     let bind = |dest: &str, src: &Path| json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]});
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -493,11 +493,15 @@ pub fn build(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if host.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
         bind("/etc/resolv.conf", &paths.resolv_conf()),
         bind("/etc/hostname", &paths.hostname()),
         bind("/etc/hosts", &paths.hosts()),
     ];
+    match &shared.shm {
+        Shm::Private => mounts.push(json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]})),
+        Shm::Bind(dir) => mounts.push(bind("/dev/shm", dir)),
+        Shm::None => {}
+    }
     let mut args: Vec<String> = std::iter::once(rec.path.clone())
         .chain(rec.args.iter().cloned())
         .collect();
@@ -518,14 +522,18 @@ pub fn build(
             .components()
             .count()
     });
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    match shared_netns {
+    let mut namespaces = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
+    for (typ, join) in [("pid", &shared.pid), ("ipc", &shared.ipc)] {
+        match join {
+            Join::New => namespaces.push(json!({"type": typ})),
+            Join::Path(path) => namespaces.push(json!({"type": typ, "path": path})),
+            Join::Host => {}
+        }
+    }
+    if !shared.uts_host {
+        namespaces.push(json!({"type": "uts"}));
+    }
+    match shared.net.as_deref() {
         Some(path) => namespaces.push(json!({"type": "network", "path": path})),
         None if network_mode(host) != "host" => namespaces.push(json!({"type": "network"})),
         None => {}
@@ -572,7 +580,7 @@ pub fn build(
     if host.oom_score_adj != 0 {
         process["oomScoreAdj"] = json!(host.oom_score_adj);
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process,
         "root": {"path": paths.rootfs(), "readonly": host.readonly_rootfs},
@@ -580,7 +588,23 @@ pub fn build(
         "domainname": config.domainname,
         "mounts": mounts,
         "linux": linux,
-    }))
+    });
+    if shared.uts_host {
+        // The host's names: nothing to set.
+        let spec = spec.as_object_mut().expect("object");
+        spec.remove("hostname");
+        spec.remove("domainname");
+    }
+    Ok(spec)
+}
+
+/// The size of `/dev/shm` (`--shm-size`, 64 MiB by default).
+pub fn shm_size(host: &HostConfig) -> i64 {
+    if host.shm_size > 0 {
+        host.shm_size
+    } else {
+        DEFAULT_SHM_SIZE
+    }
 }
 
 /// The network a container joins: `bridge` (the default), `none`, or `host`.

@@ -119,10 +119,13 @@ impl ContainerService {
         Ok(())
     }
 
-    /// When the container stops running.
+    /// When the container stops running (with a shareable container's `/dev/shm`).
     pub(super) fn unmount_volumes(&self, rec: &ContainerRecord) {
         for m in rec.mount_points.iter().filter(|m| m.kind == "volume") {
             self.inner.volumes.unmount(&m.name);
+        }
+        if rec.host_config.ipc_mode == "shareable" {
+            super::sharing::unmount_shm(&super::Paths::new(&self.inner.root, &self.inner.shims, &rec.id));
         }
     }
 
