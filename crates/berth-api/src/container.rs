@@ -62,6 +62,15 @@ pub struct LogConfig {
     pub config: BTreeMap<String, String>,
 }
 
+/// One `--device`: a host device node and where it appears in the container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    pub path_on_host: String,
+    pub path_in_container: String,
+    pub cgroup_permissions: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Ulimit {
@@ -126,6 +135,8 @@ pub struct HostConfig {
     /// `host`; a new uts namespace when empty.
     #[serde(rename = "UTSMode")]
     pub uts_mode: String,
+    pub devices: Option<Vec<DeviceMapping>>,
+    pub device_cgroup_rules: Option<Vec<String>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -128,6 +128,12 @@ pub struct CreateFlags {
     /// UTS namespace to use ("host")
     #[arg(long)]
     uts: Option<String>,
+    /// Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS])
+    #[arg(long)]
+    device: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list ("c 42:* rmw")
+    #[arg(long = "device-cgroup-rule")]
+    device_cgroup_rule: Vec<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     init: bool,
@@ -529,6 +535,8 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
             "PidMode": f.pid.clone().unwrap_or_default(),
             "IpcMode": f.ipc.clone().unwrap_or_default(),
             "UTSMode": f.uts.clone().unwrap_or_default(),
+            "Devices": f.device.iter().map(|d| device_mapping(d)).collect::<Result<Vec<_>>>()?,
+            "DeviceCgroupRules": f.device_cgroup_rule,
             "Init": if f.init { json!(true) } else { Value::Null },
             "ReadonlyRootfs": f.read_only,
             "SecurityOpt": f.security_opt,
@@ -547,6 +555,23 @@ fn create_body(f: &CreateFlags, attach: bool) -> Result<Value> {
         },
         "NetworkingConfig": {"EndpointsConfig": endpoints_config(f)},
     }))
+}
+
+/// `--device HOST[:CONTAINER][:PERMISSIONS]`, as the docker CLI reads it.
+fn device_mapping(spec: &str) -> Result<Value> {
+    let is_mode = |s: &str| !s.is_empty() && s.chars().all(|c| "rwm".contains(c));
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, perms) = match parts[..] {
+        [src] => (src, src, "rwm"),
+        [src, mode] if is_mode(mode) => (src, src, mode),
+        [src, dst] => (src, dst, "rwm"),
+        [src, dst, mode] if is_mode(mode) => (src, dst, mode),
+        _ => bail!("invalid device specification: {spec}"),
+    };
+    if !dst.starts_with('/') {
+        bail!("invalid device specification: {spec}: the path in the container must be absolute");
+    }
+    Ok(json!({"PathOnHost": src, "PathInContainer": dst, "CgroupPermissions": perms}))
 }
 
 /// Go's duration syntax (`1s`, `500ms`, `1m30s`) in nanoseconds.

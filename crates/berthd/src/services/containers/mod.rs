@@ -5,6 +5,7 @@
 //! upper/work dirs, rootfs mount point, hosts files, log) and, while its shim lives,
 //! `<exec-root>/shims/<id>` (the shim's socket and exit file).
 
+mod devices;
 mod error;
 mod exec;
 pub mod files;
@@ -318,6 +319,7 @@ impl ContainerService {
             &req.host_config,
             self.inner.userns.is_some() && req.host_config.userns_mode != "host",
         )?;
+        devices::plan(&req.host_config).map_err(ContainerError::Invalid)?;
         if req.host_config.ipc_mode.is_empty() {
             // dockerd's default-ipc-mode.
             req.host_config.ipc_mode = "private".into();

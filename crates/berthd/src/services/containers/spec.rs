@@ -395,7 +395,7 @@ pub(super) fn resources(host: &HostConfig) -> Value {
     r
 }
 
-fn devices() -> Value {
+fn default_devices() -> Value {
     let dev = |path: &str, major: u32, minor: u32| json!({"path": path, "type": "c", "major": major, "minor": minor, "fileMode": 0o666, "uid": 0, "gid": 0});
     json!([
         dev("/dev/null", 1, 3),
@@ -542,10 +542,21 @@ pub fn build(
         "namespaces": namespaces,
         "cgroupsPath": cgroup,
         "resources": resources(host),
-        "devices": devices(),
+        "devices": default_devices(),
         "sysctl": host.sysctls.clone().unwrap_or_default(),
         "rootfsPropagation": "rprivate",
     });
+    let extra = super::devices::plan(host)?;
+    linux["devices"]
+        .as_array_mut()
+        .expect("devices")
+        .extend(extra.nodes);
+    if !host.privileged {
+        linux["resources"]["devices"]
+            .as_array_mut()
+            .expect("device rules")
+            .extend(extra.rules);
+    }
     if let Some((uids, gids)) = id_mappings {
         linux["namespaces"]
             .as_array_mut()
