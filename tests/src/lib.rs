@@ -116,6 +116,13 @@ impl Daemon {
         Daemon::start_with_config("{}")
     }
 
+    /// A daemon with the busybox image loaded.
+    pub fn with_busybox() -> Daemon {
+        let d = Daemon::start();
+        d.import_busybox();
+        d
+    }
+
     /// A daemon whose `daemon.json` is `config`.
     pub fn start_with_config(config: &str) -> Daemon {
         require_root();

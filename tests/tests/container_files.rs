@@ -7,12 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -114,7 +108,7 @@ fn listing(dir: &Path) -> Vec<String> {
 
 #[test]
 fn cp_into_running_and_stopped_containers() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let host = tempfile::tempdir().unwrap();
     let file = host.path().join("hello.txt");
     std::fs::write(&file, b"hello from the host\n").unwrap();
@@ -208,7 +202,7 @@ fn cp_into_running_and_stopped_containers() {
 
 #[test]
 fn cp_out_of_containers_gives_the_same_bytes() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let host = tempfile::tempdir().unwrap();
     let h = |p: &str| host.path().join(p).to_str().unwrap().to_string();
     assert_success(
@@ -308,7 +302,7 @@ fn cp_out_of_containers_gives_the_same_bytes() {
 
 #[test]
 fn diff_and_export() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     assert_success(
         &d.docker(&[
             "run",
@@ -419,7 +413,7 @@ fn diff_and_export() {
 
 #[test]
 fn hostile_archives_are_refused_and_write_nothing_outside() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let sentinel = sentinel_dir("put");
     let s = sentinel.to_str().unwrap();
     assert_success(
@@ -522,7 +516,7 @@ fn hostile_archives_are_refused_and_write_nothing_outside() {
 
 #[test]
 fn cp_reads_the_containers_files_never_the_hosts() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let sentinel = sentinel_dir("get");
     std::fs::write(sentinel.join("secret"), b"host secret\n").unwrap();
     let s = sentinel.to_str().unwrap();

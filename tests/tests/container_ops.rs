@@ -5,12 +5,6 @@ use berth_tests::{assert_failure, assert_success, stderr, stdout, Daemon};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -61,7 +55,7 @@ fn log_lines(d: &Daemon, name: &str) -> usize {
 
 #[test]
 fn pause_freezes_and_unpause_resumes() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let id = run_detached(
         &d,
         &[
@@ -157,7 +151,7 @@ fn pause_freezes_and_unpause_resumes() {
 
 #[test]
 fn top_lists_the_containers_processes() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     run_detached(&d, &["--name", "web", "busybox", "sh", "-c", "sleep 1000"]);
     let out = d.docker(&["top", "web"]);
     assert_success(&out, "docker top");
@@ -192,7 +186,7 @@ fn top_lists_the_containers_processes() {
 
 #[test]
 fn update_changes_limits_live() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let id = run_detached(
         &d,
         &["--name", "web", "--cpus", "0.5", "busybox", "sleep", "1000"],
@@ -244,7 +238,7 @@ fn update_changes_limits_live() {
 
 #[test]
 fn stats_report_usage() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let id = run_detached(
         &d,
         &[
@@ -327,7 +321,7 @@ fn stats_report_usage() {
 
 #[test]
 fn rename_changes_the_name() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let id = run_detached(&d, &["--name", "web", "busybox", "sleep", "1000"]);
     run_detached(&d, &["--name", "other", "busybox", "sleep", "1000"]);
 
@@ -477,7 +471,7 @@ fn ps_size_counts_the_containers_own_files() {
 
 #[test]
 fn attach_with_logs_replays_the_output_so_far() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     run_detached(
         &d,
         &[

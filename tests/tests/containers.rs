@@ -4,12 +4,6 @@
 use berth_tests::{assert_failure, assert_success, stderr, stdout, Daemon};
 use std::time::{Duration, Instant};
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -20,7 +14,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn docker_run_rm_prints_and_leaves_nothing() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&["run", "--rm", "busybox", "echo", "hi"]);
     assert_success(&out, "docker run --rm");
     assert_eq!(stdout(&out), "hi\n");
@@ -38,7 +32,7 @@ fn docker_run_rm_prints_and_leaves_nothing() {
 
 #[test]
 fn exit_codes_are_the_containers() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     for cli in ["docker", "berth"] {
         let run = |args: &[&str]| {
             if cli == "docker" {
@@ -68,7 +62,7 @@ fn exit_codes_are_the_containers() {
 
 #[test]
 fn detached_container_lifecycle() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "-d",
@@ -121,7 +115,7 @@ fn detached_container_lifecycle() {
 
 #[test]
 fn isolation_and_security_defaults() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let run = |cmd: &str| {
         let out = d.berth(&["run", "--rm", "--hostname", "boxy", "busybox", "sh", "-c", cmd]);
         assert_success(&out, cmd);
@@ -223,7 +217,7 @@ fn isolation_and_security_defaults() {
 
 #[test]
 fn memory_and_pids_limits() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.berth(&[
         "run",
         "--name",
@@ -294,7 +288,7 @@ fn memory_and_pids_limits() {
 
 #[test]
 fn containers_survive_a_daemon_crash() {
-    let mut d = daemon_with_busybox();
+    let mut d = Daemon::with_busybox();
     let mut ids = Vec::new();
     for i in 0..3 {
         let name = format!("c{i}");
@@ -341,7 +335,7 @@ fn containers_survive_a_daemon_crash() {
 
 #[test]
 fn many_run_rm_leave_no_leaks() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     for i in 0..200 {
         let out = d.berth(&["run", "--rm", "busybox", "true"]);
         assert_success(&out, &format!("run {i}"));
@@ -376,7 +370,7 @@ fn many_run_rm_leave_no_leaks() {
 
 #[test]
 fn exec_logs_follow_and_interactive_ttys() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run", "-d", "--name", "web", "busybox", "httpd", "-f", "-v", "-p", "8080",
     ]);
@@ -458,7 +452,7 @@ fn exec_logs_follow_and_interactive_ttys() {
 
 #[test]
 fn restart_policies_and_events() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let events = std::process::Command::new("docker")
         .args([
             "events",
@@ -560,7 +554,7 @@ fn restart_policies_and_events() {
 
 #[test]
 fn healthchecks_report_status_and_events() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "-d",

@@ -2,15 +2,9 @@
 
 use berth_tests::*;
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 #[test]
 fn host_devices_and_cgroup_rules() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     // /dev/net/tun: opening it needs no capability, so only the device rules decide.
     let probe = "ls -l /dev/net/tun | cut -c1; cat /dev/net/tun";
     let out = d.docker(&[

@@ -4,15 +4,9 @@
 use berth_tests::{assert_success, stderr, stdout, Daemon};
 use std::time::{Duration, Instant};
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 #[test]
 fn init_is_pid_1_and_the_command_its_child() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.berth(&["run", "--rm", "--init", "busybox", "ps", "-o", "pid,comm"]);
     assert_success(&out, "berth run --init ps");
     let text = stdout(&out);
@@ -69,7 +63,7 @@ fn processes(d: &Daemon, name: &str) -> Vec<(String, String)> {
 
 #[test]
 fn orphans_are_reaped() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     // The subshell exits at once, orphaning its `sleep 0.2`, which is reparented to pid 1; the
     // shell then becomes `sleep 30`, which reaps nothing.
     let script = "(sleep 0.2 &); exec sleep 30";
@@ -97,7 +91,7 @@ fn orphans_are_reaped() {
 
 #[test]
 fn stop_forwards_sigterm_to_the_command() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run", "-d", "--name", "sleeper", "--init", "busybox", "sleep", "100",
     ]);
@@ -118,7 +112,7 @@ fn stop_forwards_sigterm_to_the_command() {
 
 #[test]
 fn exit_codes_pass_through() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&["run", "--rm", "--init", "busybox", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     let out = d.berth(&["run", "--rm", "--init", "busybox", "sh", "-c", "kill -KILL $$"]);

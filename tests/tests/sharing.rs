@@ -4,12 +4,6 @@ use std::time::{Duration, Instant};
 
 use berth_tests::*;
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 fn host_ns(kind: &str) -> String {
     std::fs::read_link(format!("/proc/self/ns/{kind}"))
         .unwrap()
@@ -35,7 +29,7 @@ fn wait_for_exec(d: &Daemon, name: &str, cmd: &[&str]) {
 
 #[test]
 fn host_pid_and_uts_namespaces() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "--rm",
@@ -109,7 +103,7 @@ fn host_pid_and_uts_namespaces() {
 
 #[test]
 fn joining_another_containers_pid_and_ipc_namespaces() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.berth(&[
         "run",
         "-d",

@@ -11,12 +11,6 @@ use std::process::{Command, Output, Stdio};
 
 const HTTPD: &str = "mkdir -p /www && echo hello > /www/index.html && httpd -f -p 80 -h /www";
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 /// The docker CLI against `d`, killed after 60 s so a hung daemon fails the test.
 fn docker(d: &Daemon, args: &[&str]) -> Output {
     Command::new("timeout")
@@ -89,7 +83,7 @@ fn link_exists(name: &str) -> bool {
 
 #[test]
 fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     create_network(&d, "app", 1, &[]);
     docker_ok(
         &d,
@@ -148,7 +142,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_and_alias() {
 
 #[test]
 fn on_the_default_bridge_containers_reach_each_other_by_ip_but_not_by_name() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     docker_ok(&d, &["run", "-d", "--name", "web", "busybox", "sh", "-c", HTTPD]);
     let ip = ip_on(&d, "web", "bridge");
     let out = docker(
@@ -187,7 +181,7 @@ fn on_the_default_bridge_containers_reach_each_other_by_ip_but_not_by_name() {
 
 #[test]
 fn an_internal_network_has_no_way_out() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     create_network(&d, "sealed", 1, &["--internal"]);
     create_network(&d, "open", 2, &[]);
     // The default bridge's gateway is another address of this host, outside both subnets.
@@ -226,7 +220,7 @@ fn an_internal_network_has_no_way_out() {
 
 #[test]
 fn network_rm_leaves_nothing_behind_and_refuses_while_in_use() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let bridge = format!("bt{}n", std::process::id() % 100000);
     let opt = format!("com.docker.network.bridge.name={bridge}");
     let id = create_network(&d, "temp", 1, &["-o", &opt, "--label", "purpose=test"]);
@@ -276,7 +270,7 @@ fn network_rm_leaves_nothing_behind_and_refuses_while_in_use() {
 
 #[test]
 fn bad_network_input_is_refused() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     create_network(&d, "first", 1, &[]);
     // An overlapping subnet: 409 with Docker's message, and no bridge made.
     let sub = subnet(&d, 1).replace(".0/24", ".128/25");
@@ -316,7 +310,7 @@ fn bad_network_input_is_refused() {
 
 #[test]
 fn connect_and_disconnect_a_running_container() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     create_network(&d, "back", 1, &[]);
     docker_ok(&d, &["run", "-d", "--name", "svc", "busybox", "sh", "-c", HTTPD]);
     docker_ok(&d, &["network", "connect", "--alias", "api", "back", "svc"]);
@@ -360,7 +354,7 @@ fn connect_and_disconnect_a_running_container() {
 
 #[test]
 fn a_fixed_address_with_ip_and_dns_after_a_daemon_restart() {
-    let mut d = daemon_with_busybox();
+    let mut d = Daemon::with_busybox();
     create_network(&d, "fixed", 1, &[]);
     let want = subnet(&d, 1).replace(".0/24", ".77");
     docker_ok(
@@ -416,7 +410,7 @@ fn a_fixed_address_with_ip_and_dns_after_a_daemon_restart() {
 
 #[test]
 fn network_container_mode_shares_the_other_containers_network() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     docker_ok(&d, &["run", "-d", "--name", "base", "busybox", "sh", "-c", HTTPD]);
     let ip = ip_on(&d, "base", "bridge");
     let out = docker(
@@ -453,7 +447,7 @@ fn network_container_mode_shares_the_other_containers_network() {
 
 #[test]
 fn mac_address_is_the_one_asked_for() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     create_network(&d, "macnet", 1, &[]);
     for network in ["bridge", "macnet"] {
         let out = docker(

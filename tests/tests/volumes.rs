@@ -6,12 +6,6 @@ use berth_tests::{assert_failure, assert_success, mounts_under, stderr, stdout, 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-fn daemon_with_busybox() -> Daemon {
-    let d = Daemon::start();
-    d.import_busybox();
-    d
-}
-
 fn mountpoint(d: &Daemon, volume: &str) -> PathBuf {
     let out = d.docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", volume]);
     assert_success(&out, "volume inspect");
@@ -28,7 +22,7 @@ fn volume_names(d: &Daemon) -> Vec<String> {
 
 #[test]
 fn named_volume_outlives_its_container_and_the_daemon() {
-    let mut d = daemon_with_busybox();
+    let mut d = Daemon::with_busybox();
     let out = d.docker(&["volume", "create", "--label", "team=web", "data"]);
     assert_success(&out, "volume create");
     assert_eq!(stdout(&out).trim(), "data");
@@ -82,7 +76,7 @@ fn named_volume_outlives_its_container_and_the_daemon() {
 
 #[test]
 fn read_only_mounts_refuse_writes() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "--rm",
@@ -122,7 +116,7 @@ fn read_only_mounts_refuse_writes() {
 
 #[test]
 fn bind_mounts_show_host_files_and_write_through() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in"), "from the host\n").unwrap();
     let spec = format!("{}:/host", host.path().display());
@@ -175,7 +169,7 @@ fn bind_mounts_show_host_files_and_write_through() {
 
 #[test]
 fn tmpfs_sizes_are_enforced() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let fill = "dd if=/dev/zero of=/t/f bs=1024 count=2048";
     for args in [
         vec!["--tmpfs", "/t:size=1m"],
@@ -222,7 +216,7 @@ fn tmpfs_sizes_are_enforced() {
 
 #[test]
 fn a_fresh_named_volume_gets_the_images_content() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&["run", "--rm", "-v", "etc:/etc", "busybox", "cat", "/etc/passwd"]);
     assert_success(&out, "run with a volume over /etc");
     assert!(stdout(&out).starts_with("root:"), "{}", stdout(&out));
@@ -242,7 +236,7 @@ fn a_fresh_named_volume_gets_the_images_content() {
 
 #[test]
 fn volumes_from_shares_another_containers_mounts() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&[
         "run",
         "--name",
@@ -288,7 +282,7 @@ fn volumes_from_shares_another_containers_mounts() {
 
 #[test]
 fn a_volume_in_use_cannot_be_removed() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.docker(&["create", "--name", "user", "-v", "busy:/d", "busybox", "true"]);
     assert_success(&out, "create with a volume");
     let id = stdout(&out).trim().to_string();
@@ -315,7 +309,7 @@ fn a_volume_in_use_cannot_be_removed() {
 
 #[test]
 fn anonymous_volumes_go_with_rm_v_and_run_rm_and_prune() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     // --rm takes its anonymous volumes along, but not named ones.
     let out = d.docker(&[
         "run",
@@ -375,7 +369,7 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm_and_prune() {
 
 #[test]
 fn inspect_and_df_show_mounts_and_volumes_as_docker_does() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let host = tempfile::tempdir().unwrap();
     let bind = format!("{}:/b:ro", host.path().display());
     let out = d.docker(&[
@@ -468,7 +462,7 @@ fn inspect_and_df_show_mounts_and_volumes_as_docker_does() {
 
 #[test]
 fn bad_volume_input_is_refused_with_dockers_messages() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let (status, v) = d.api_json("POST", "/v1.44/volumes/create", br#"{"Name": "a/b"}"#);
     assert_eq!(status, 400);
     assert!(v["message"]
@@ -524,7 +518,7 @@ fn bad_volume_input_is_refused_with_dockers_messages() {
 
 #[test]
 fn berth_cli_manages_volumes() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let out = d.berth(&["volume", "create", "--label", "a=b", "v1"]);
     assert_success(&out, "berth volume create");
     assert_eq!(stdout(&out), "v1\n");
@@ -556,7 +550,7 @@ fn berth_cli_manages_volumes() {
 
 #[test]
 fn an_images_volume_becomes_an_anonymous_volume_with_its_content() {
-    let d = daemon_with_busybox();
+    let d = Daemon::with_busybox();
     let tar = berth_tests::busybox_rootfs().to_str().unwrap().to_string();
     let out = d.berth(&[
         "import",
