@@ -88,3 +88,29 @@ fn host_devices_and_cgroup_rules() {
     let out = d.docker(&["ps", "-aq"]);
     assert_eq!(stdout(&out), "", "nothing created");
 }
+
+#[test]
+fn privileged_containers_get_the_hosts_devices() {
+    let d = Daemon::with_busybox();
+    let present: Vec<&str> = ["/dev/net/tun", "/dev/fuse", "/dev/loop-control", "/dev/kmsg"]
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    assert!(!present.is_empty(), "the host has none of the probed devices");
+    let script: String = present
+        .iter()
+        .map(|p| format!("test -c {p} && echo {p}; "))
+        .collect();
+    let out = d.docker(&["run", "--rm", "--privileged", "busybox", "sh", "-c", &script]);
+    assert_eq!(
+        stdout(&out).lines().collect::<Vec<_>>(),
+        present,
+        "{}",
+        stderr(&out)
+    );
+    // Its own terminal and /dev/ptmx, not the host's.
+    let out = d.docker(&["run", "--rm", "--privileged", "busybox", "readlink", "/dev/ptmx"]);
+    assert_eq!(stdout(&out).trim(), "pts/ptmx", "{}", stderr(&out));
+    let out = d.docker(&["run", "--rm", "busybox", "sh", "-c", &script]);
+    assert_eq!(stdout(&out), "", "not without --privileged: {}", stderr(&out));
+}

@@ -15,9 +15,13 @@ pub struct Devices {
 }
 
 /// Resolves `--device` mappings on the host (a directory brings every device below it) and
-/// parses `--device-cgroup-rule`s, with dockerd's messages.
+/// parses `--device-cgroup-rule`s, with dockerd's messages. A privileged container also gets
+/// every device node of the host's /dev, as with dockerd.
 pub fn plan(host: &HostConfig) -> Result<Devices, String> {
     let mut out = Devices::default();
+    if host.privileged {
+        add_host_devices(&mut out);
+    }
     for m in host.devices.iter().flatten() {
         add_mapping(m, &mut out)?;
     }
@@ -81,6 +85,43 @@ fn walk(dir: &Path, found: &mut Vec<(PathBuf, std::fs::Metadata)>) -> std::io::R
         }
     }
     Ok(())
+}
+
+/// What runc's `HostDevices` leaves out of /dev: the container has its own of these.
+const NOT_FROM_HOST: &[&str] = &[
+    "pts",
+    "shm",
+    "fd",
+    "mqueue",
+    ".lxc",
+    ".lxd-mounts",
+    ".udev",
+    "console",
+    "ptmx",
+];
+
+/// The host's device nodes under /dev (a node that vanishes meanwhile is skipped).
+fn add_host_devices(out: &mut Devices) {
+    fn visit(dir: &Path, out: &mut Devices) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if NOT_FROM_HOST.contains(&entry.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
+            // Not followed: a symlink in /dev stays the container's own business.
+            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_dir() {
+                visit(&entry.path(), out);
+            } else if is_device(&meta) {
+                add_node(&entry.path(), &meta, "rwm", out);
+            }
+        }
+    }
+    visit(Path::new("/dev"), out);
 }
 
 fn is_device(meta: &std::fs::Metadata) -> bool {
