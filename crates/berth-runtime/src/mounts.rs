@@ -222,9 +222,9 @@ impl MountPlan {
     /// In the child, in its new mount namespace: stops mount propagation to the host, makes the rootfs a
     /// mount point, and performs every spec mount inside it. Returns the open rootfs.
     ///
-    /// `before_cgroups` runs once, before the first cgroup mount (or at the end when there is
-    /// none): the container's cgroup view needs the process in its cgroup and cgroup namespace,
-    /// which the mounts before it do not wait for.
+    /// `before_cgroups` runs once, after every other mount and before the cgroup view (and
+    /// anything mounted below it): that view needs the process in its cgroup and cgroup
+    /// namespace, which the other mounts do not wait for.
     pub fn mount_all(&self, before_cgroups: &mut dyn FnMut() -> Result<()>) -> Result<RootDir> {
         // Never let our mounts reach the host; a "shared" rootfs is made shared again after pivot_root.
         let outer = if self.root_propagation & MS_SHARED != 0 {
@@ -236,17 +236,22 @@ impl MountPlan {
         let rootfs = self.rootfs.to_string_lossy();
         sys_mount(&rootfs, &rootfs, "", MS_BIND | MS_REC, "", &self.rootfs)?;
         let root = RootDir::open(&self.rootfs)?;
-        let mut hook = Some(before_cgroups);
-        for entry in &self.entries {
-            if matches!(entry.kind, MountKind::Cgroup { .. }) {
-                if let Some(hook) = hook.take() {
-                    hook()?;
-                }
-            }
+        let cgroup_views: Vec<&Path> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, MountKind::Cgroup { .. }))
+            .map(|e| e.destination.as_path())
+            .collect();
+        let (later, now): (Vec<&MountEntry>, Vec<&MountEntry>) = self
+            .entries
+            .iter()
+            .partition(|e| cgroup_views.iter().any(|v| e.destination.starts_with(v)));
+        for entry in now {
             mount_entry(&root, entry)?;
         }
-        if let Some(hook) = hook.take() {
-            hook()?;
+        before_cgroups()?;
+        for entry in later {
+            mount_entry(&root, entry)?;
         }
         Ok(root)
     }

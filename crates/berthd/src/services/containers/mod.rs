@@ -480,7 +480,8 @@ impl ContainerService {
                             return Err(e);
                         }
                     };
-                    berth_image::content::write_atomic(
+                    // Made again at every start, and read by the shim right away: no fsync.
+                    write_unsynced(
                         &paths.dir.join("config.json"),
                         &serde_json::to_vec_pretty(&spec).expect("spec"),
                     )
@@ -1184,6 +1185,11 @@ fn write_record(path: &Path, rec: &ContainerRecord, bytes: &[u8]) -> std::io::Re
     if !rec.host_config.auto_remove {
         return berth_image::content::write_atomic(path, bytes).map_err(std::io::Error::other);
     }
+    write_unsynced(path, bytes)
+}
+
+/// Replaces `path` atomically (a temporary file renamed over it), without fsync.
+fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("json.tmp{n}"));
