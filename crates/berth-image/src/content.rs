@@ -209,6 +209,12 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Writes a small file atomically: temp file, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes, true)
+}
+
+/// Replaces a small file atomically (temp file, rename), with the fsyncs of [`write_atomic`]
+/// only when `durable`: readers never see a torn file, but a crash of the machine may lose it.
+pub fn replace_file(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp{:08x}",
@@ -218,14 +224,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let r = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if r.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     r.ctx(|| format!("writing {}", path.display()))?;
-    sync_dir(dir)
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

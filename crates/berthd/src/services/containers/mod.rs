@@ -481,9 +481,10 @@ impl ContainerService {
                         }
                     };
                     // Made again at every start, and read by the shim right away: no fsync.
-                    write_unsynced(
+                    berth_image::content::replace_file(
                         &paths.dir.join("config.json"),
                         &serde_json::to_vec_pretty(&spec).expect("spec"),
+                        false,
                     )
                     .map_err(ContainerError::from)
                 })
@@ -1182,22 +1183,8 @@ fn prepare_dir(rec: &ContainerRecord, paths: &Paths, owner: Option<(u32, u32)>) 
 /// fsynced: it is deleted when the container exits, and a record torn by a crash of the machine
 /// is dropped at the next start like any unfinished one.
 fn write_record(path: &Path, rec: &ContainerRecord, bytes: &[u8]) -> std::io::Result<()> {
-    if !rec.host_config.auto_remove {
-        return berth_image::content::write_atomic(path, bytes).map_err(std::io::Error::other);
-    }
-    write_unsynced(path, bytes)
-}
-
-/// Replaces `path` atomically (a temporary file renamed over it), without fsync.
-fn write_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("json.tmp{n}"));
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    berth_image::content::replace_file(path, bytes, !rec.host_config.auto_remove)
+        .map_err(std::io::Error::other)
 }
 
 /// The host's resolv.conf without loopback nameservers (unreachable from a container), with
