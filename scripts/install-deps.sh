@@ -7,8 +7,9 @@
 #   iptables, iproute2  the network library (NAT rules) and its tests (ip netns)
 #   util-linux, procps  script(1) for pty tests, ps for `top`
 #   libc6-dev       static glibc, for the debug build of berth-init
+#   passwd          useradd/usermod, for berthd's --userns-remap=default (dockremap) in the tests
 set -euo pipefail
-packages=(busybox-static skopeo umoci tar ca-certificates iptables iproute2 util-linux procps libc6-dev docker-registry apache2-utils bc podman python3-venv)
+packages=(busybox-static skopeo umoci tar ca-certificates iptables iproute2 util-linux procps libc6-dev docker-registry apache2-utils bc podman python3-venv passwd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

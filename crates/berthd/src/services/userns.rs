@@ -319,21 +319,27 @@ fn lookup(file: &str, who: &str) -> Option<(String, u32)> {
     })
 }
 
+/// The entries of /etc/subuid or /etc/subgid: who, first id, count (malformed lines skipped).
+fn subid_entries(file: &str) -> impl Iterator<Item = (&str, u32, u32)> {
+    file.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.trim().split(':').collect();
+        let [who, start, count] = fields[..] else {
+            return None;
+        };
+        Some((who, start.parse().ok()?, count.parse().ok()?))
+    })
+}
+
 /// The ranges of /etc/subuid (or subgid) for `name` or its number `id`, numbered from container
 /// id 0 in the file's order.
 fn ranges(file: &str, name: &str, id: u32) -> Vec<IdRange> {
     let mut next = 0u32;
-    let mut out = Vec::new();
-    for line in file.lines() {
-        let fields: Vec<&str> = line.trim().split(':').collect();
-        let [who, start, count] = fields[..] else { continue };
+    let mut out: Vec<IdRange> = Vec::new();
+    for (who, host, size) in subid_entries(file) {
         if who != name && who.parse() != Ok(id) {
             continue;
         }
-        let (Ok(host), Ok(size)) = (start.parse::<u32>(), count.parse::<u32>()) else {
-            continue;
-        };
-        if size == 0 || out.iter().any(|r: &IdRange| r.host == host) {
+        if size == 0 || out.iter().any(|r| r.host == host) {
             continue;
         }
         out.push(IdRange {
@@ -350,15 +356,8 @@ fn ranges(file: &str, name: &str, id: u32) -> Vec<IdRange> {
 fn free_range_start(files: &[&str]) -> u32 {
     let used: Vec<(u64, u64)> = files
         .iter()
-        .flat_map(|f| f.lines())
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.trim().split(':').collect();
-            let [_, start, count] = fields[..] else {
-                return None;
-            };
-            let start: u64 = start.parse().ok()?;
-            Some((start, start + count.parse::<u64>().ok()?))
-        })
+        .flat_map(|f| subid_entries(f))
+        .map(|(_, start, count)| (u64::from(start), u64::from(start) + u64::from(count)))
         .collect();
     let mut start = u64::from(SUBID_START);
     while let Some(&(_, end)) = used

@@ -15,13 +15,9 @@ pub struct Devices {
 }
 
 /// Resolves `--device` mappings on the host (a directory brings every device below it) and
-/// parses `--device-cgroup-rule`s, with dockerd's messages. A privileged container also gets
-/// every device node of the host's /dev, as with dockerd.
+/// parses `--device-cgroup-rule`s, with dockerd's messages.
 pub fn plan(host: &HostConfig) -> Result<Devices, String> {
     let mut out = Devices::default();
-    if host.privileged {
-        add_host_devices(&mut out);
-    }
     for m in host.devices.iter().flatten() {
         add_mapping(m, &mut out)?;
     }
@@ -57,7 +53,7 @@ fn add_mapping(m: &DeviceMapping, out: &mut Devices) -> Result<(), String> {
     if meta.is_dir() {
         // Every device node below it, at the same place below the container's path.
         let mut found = Vec::new();
-        walk(&host, &mut found).map_err(gather)?;
+        walk(&host, &[], &mut found).map_err(gather)?;
         for (path, meta) in found {
             let rel = path.strip_prefix(&host).expect("below the directory");
             add_node(&inside.join(rel), &meta, access, out);
@@ -74,12 +70,40 @@ fn add_mapping(m: &DeviceMapping, out: &mut Devices) -> Result<(), String> {
     Ok(())
 }
 
-fn walk(dir: &Path, found: &mut Vec<(PathBuf, std::fs::Metadata)>) -> std::io::Result<()> {
+fn is_device(meta: &std::fs::Metadata) -> bool {
+    meta.file_type().is_char_device() || meta.file_type().is_block_device()
+}
+
+fn add_node(inside: &Path, meta: &std::fs::Metadata, access: &str, out: &mut Devices) {
+    let typ = if meta.file_type().is_block_device() {
+        "b"
+    } else {
+        "c"
+    };
+    let (major, minor) = (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
+    out.nodes.push(json!({
+        "path": inside, "type": typ, "major": major, "minor": minor,
+        "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
+    }));
+    out.rules
+        .push(json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}));
+}
+
+/// The device nodes below `dir`, recursively, leaving out the names in `skip`; symlinks are
+/// not followed, and a node that vanishes meanwhile is passed over (as runc's `GetDevices`).
+fn walk(dir: &Path, skip: &[&str], found: &mut Vec<(PathBuf, std::fs::Metadata)>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        let meta = entry.metadata()?;
+        if skip.contains(&entry.file_name().to_string_lossy().as_ref()) {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         if meta.is_dir() {
-            walk(&entry.path(), found)?;
+            walk(&entry.path(), skip, found)?;
         } else if is_device(&meta) {
             found.push((entry.path(), meta));
         }
@@ -100,47 +124,15 @@ const NOT_FROM_HOST: &[&str] = &[
     "ptmx",
 ];
 
-/// The host's device nodes under /dev (a node that vanishes meanwhile is skipped).
-fn add_host_devices(out: &mut Devices) {
-    fn visit(dir: &Path, out: &mut Devices) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if NOT_FROM_HOST.contains(&entry.file_name().to_string_lossy().as_ref()) {
-                continue;
-            }
-            // Not followed: a symlink in /dev stays the container's own business.
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            if meta.is_dir() {
-                visit(&entry.path(), out);
-            } else if is_device(&meta) {
-                add_node(&entry.path(), &meta, "rwm", out);
-            }
-        }
+/// A privileged container's share of the host: every device node of its /dev, at the same path.
+pub fn add_host_devices(out: &mut Devices) {
+    let mut found = Vec::new();
+    if let Err(e) = walk(Path::new("/dev"), NOT_FROM_HOST, &mut found) {
+        tracing::warn!(error = %e, "listing the host's devices");
     }
-    visit(Path::new("/dev"), out);
-}
-
-fn is_device(meta: &std::fs::Metadata) -> bool {
-    meta.file_type().is_char_device() || meta.file_type().is_block_device()
-}
-
-fn add_node(inside: &Path, meta: &std::fs::Metadata, access: &str, out: &mut Devices) {
-    let typ = if meta.file_type().is_block_device() {
-        "b"
-    } else {
-        "c"
-    };
-    let (major, minor) = (rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
-    out.nodes.push(json!({
-        "path": inside, "type": typ, "major": major, "minor": minor,
-        "fileMode": meta.mode() & 0o7777, "uid": meta.uid(), "gid": meta.gid(),
-    }));
-    out.rules
-        .push(json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}));
+    for (path, meta) in found {
+        add_node(&path, &meta, "rwm", out);
+    }
 }
 
 /// `c 42:* rmw`, as `devices.allow` takes it.

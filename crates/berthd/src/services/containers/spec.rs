@@ -546,7 +546,11 @@ pub fn build(
         "sysctl": host.sysctls.clone().unwrap_or_default(),
         "rootfsPropagation": "rprivate",
     });
-    let extra = super::devices::plan(host)?;
+    let mut extra = super::devices::plan(host)?;
+    if host.privileged {
+        // As with dockerd: every device of the host's /dev (looked up at start, not at create).
+        super::devices::add_host_devices(&mut extra);
+    }
     linux["devices"]
         .as_array_mut()
         .expect("devices")
