@@ -155,6 +155,10 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     if let Some(stdio) = stdio {
         setup_stdio(stdio, false)?;
     }
+    // Before the namespaces, as for exec: inside a user namespace raising a limit or lowering the
+    // OOM score is no longer allowed.
+    set_oom_score_adj(plan.process.oom_score_adj)?;
+    rlimits::apply(&plan.process.rlimits)?;
     let cgroupns = plan.ns.creates(LinuxNamespaceType::Cgroup);
     if plan.ns.user.is_some() {
         // The init is forked into the cgroup namespace: in the cgroup first.
@@ -172,9 +176,6 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     }
     if let Some(name) = &plan.domainname {
         rustix::system::setdomainname(name.as_bytes()).map_err(|e| RuntimeError::io("setdomainname", e))?;
-    }
-    if plan.ns.user.is_none() {
-        set_oom_score_adj(plan.process.oom_score_adj)?;
     }
 
     // A cgroup namespace is rooted at the cgroup its creator is in: join first.
@@ -204,9 +205,6 @@ fn run_container(plan: &mut InitPlan, stdio: Option<&Stdio>, sock: &SyncSocket) 
     plan.mounts.protect_paths()?;
     plan.mounts.finish()?;
 
-    if plan.ns.user.is_none() {
-        rlimits::apply(&plan.process.rlimits)?;
-    }
     let home = home_dir(plan.process.user.uid);
     plan.process.exec.set_default_env("HOME", &home);
     sock.send_ready()?;
@@ -240,15 +238,12 @@ fn run_exec(
 }
 
 /// For a container with its own user namespace: joins the namespaces with a path while still
-/// privileged on the host, applies what needs host privileges (OOM score, rlimits), makes the user
-/// namespace and has the parent map it, becomes its root, makes the other namespaces (owned by
+/// privileged on the host, makes the user namespace and has the parent map it, becomes its root, makes the other namespaces (owned by
 /// it), and forks the container's init as the parent's child. Returns in that init; this process
 /// exits once the parent knows the init's pid.
 fn enter_user_namespace(plan: &InitPlan, sock: &SyncSocket) -> Result<()> {
     use rustix::fs::{Gid, Uid};
     plan.ns.join_all()?;
-    set_oom_score_adj(plan.process.oom_score_adj)?;
-    rlimits::apply(&plan.process.rlimits)?;
     unshare(UnshareFlags::NEWUSER)?;
     sock.request_mapping()?;
     rustix::thread::set_thread_groups(&[]).map_err(|e| RuntimeError::io("setgroups", e))?;
