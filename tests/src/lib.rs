@@ -324,6 +324,19 @@ impl Daemon {
     }
 
     pub fn try_api(&self, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        self.try_api_slow_tail(method, path, body, 0)
+    }
+
+    /// A raw request whose last `tail` bytes of body are sent after a pause, as a client that
+    /// makes its upload on the fly does. Fails when the daemon answered and closed the
+    /// connection before the whole body was sent (the client then sees "broken pipe").
+    pub fn try_api_slow_tail(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        tail: usize,
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         let mut s = UnixStream::connect(self.socket())?;
         s.set_read_timeout(Some(Duration::from_secs(120)))?;
         write!(
@@ -331,7 +344,12 @@ impl Daemon {
             "{method} {path} HTTP/1.1\r\nHost: berth\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/x-tar\r\n\r\n",
             body.len()
         )?;
-        s.write_all(body)?;
+        let (head, rest) = body.split_at(body.len() - tail);
+        s.write_all(head)?;
+        if tail > 0 {
+            std::thread::sleep(Duration::from_millis(300));
+            s.write_all(rest)?;
+        }
         let mut raw = Vec::new();
         s.read_to_end(&mut raw)?;
         parse_response(&raw)

@@ -184,3 +184,63 @@ fn daemon_json_is_read_and_unknown_keys_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every endpoint that takes a tar body reads it to its end before answering. A tar reader stops
+/// at the first end-of-archive block; a client that makes its upload on the fly (the docker CLI's
+/// `cp`) may still be writing the rest, and used to get "broken pipe" instead of the answer when
+/// the daemon closed the connection first.
+#[test]
+fn uploads_are_read_to_their_end_before_the_answer() {
+    let d = Daemon::with_busybox();
+    assert_success(
+        &d.docker(&["create", "--name", "box", "busybox", "true"]),
+        "create",
+    );
+    let file = berth_tests::tar_of(&[("a.txt", b"uploaded\n")]);
+    // The last 512 bytes: the second end-of-archive block, sent 300 ms after the rest.
+    let send = |method: &str, path: &str, body: &[u8]| {
+        d.try_api_slow_tail(method, path, body, 512)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    };
+
+    let (status, body) = send("PUT", "/v1.50/containers/box/archive?path=/tmp", &file);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let out = d.docker(&["cp", "box:/tmp/a.txt", "-"]);
+    assert_success(&out, "cp out");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("uploaded\n"));
+    // An error answer too: Docker's JSON, not a closed connection.
+    let (status, body) = send("PUT", "/v1.50/containers/box/archive?path=/no/such", &file);
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("\"message\""));
+
+    let (archive, id) = berth_tests::docker_archive(&file, "loaded:latest");
+    let (status, body) = send("POST", "/v1.50/images/load?quiet=1", &archive);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("Loaded image: loaded:latest"));
+    assert_eq!(
+        stdout(&d.docker(&["inspect", "-f", "{{.Id}}", "loaded"])).trim(),
+        id
+    );
+
+    let (status, body) = send(
+        "POST",
+        "/v1.50/images/create?fromSrc=-&repo=imported&tag=t",
+        &file,
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_success(&d.docker(&["image", "inspect", "imported:t"]), "imported image");
+
+    let context = berth_tests::tar_of(&[
+        ("Dockerfile", b"FROM busybox\nCOPY a.txt /a.txt\n"),
+        ("a.txt", b"built\n"),
+    ]);
+    let (status, body) = send("POST", "/v1.50/build?t=built", &context);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("Successfully tagged built:latest"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let out = d.docker(&["run", "--rm", "--network", "none", "built", "cat", "/a.txt"]);
+    assert_eq!(stdout(&out), "built\n");
+}

@@ -207,14 +207,14 @@ fn run_build(
     handle: tokio::runtime::Handle,
     opts: BuildOptions,
     pulls: BasePulls,
-    body: impl Read,
+    mut body: impl Read,
     out: &mut dyn FnMut(&str),
 ) -> Result<(Digest, Vec<Reference>), BuildError> {
     let svc = &daemon.build;
     let work = WorkDir::create(&svc.dir.join("tmp"))?;
     let context = work.path().join("context");
-    berth_build::context::unpack_context(body, &context, &opts.dockerfile)
-        .map_err(|e| BuildError::user(e.to_string()))?;
+    let unpacked = berth_build::context::unpack_context(&mut body, &context, &opts.dockerfile);
+    super::drain_upload(unpacked, &mut body).map_err(|e| BuildError::user(e.to_string()))?;
     let dockerfile_path = berth_build::builder::rootfs::resolve_in_root(&context, &opts.dockerfile, true)?;
     let text = std::fs::read(&dockerfile_path)
         .map_err(|_| BuildError::user(format!("Cannot locate specified Dockerfile: {}", opts.dockerfile)))?;

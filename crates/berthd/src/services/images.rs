@@ -1,7 +1,7 @@
 //! The image service: listing, inspecting, tagging, deleting, pruning, and moving images in and
 //! out as archives.
 
-use super::blocking;
+use super::{blocking, drain_upload};
 use berth_api::types::{DeleteResponseItem, HistoryItem, ImagePruneResponse, ImageSummary};
 use berth_api::{ApiVersion, Filters};
 use berth_image::{DeleteItem, ImageError, ImageInfo, ImageStore, ImportOptions, Reference, Result};
@@ -209,7 +209,7 @@ impl ImageService {
 
     pub async fn load(&self, mut reader: impl Read + Send + 'static) -> Result<Vec<String>> {
         let store = self.store.clone();
-        let messages = blocking(move || drain_on_error(store.load(&mut reader), &mut reader)).await?;
+        let messages = blocking(move || drain_upload(store.load(&mut reader), &mut reader)).await?;
         for m in &messages {
             if let Some(name) = m
                 .strip_prefix("Loaded image: ")
@@ -256,7 +256,7 @@ impl ImageService {
         opts: ImportOptions,
     ) -> Result<String> {
         let store = self.store.clone();
-        let id = blocking(move || drain_on_error(store.import(&mut reader, &opts), &mut reader))
+        let id = blocking(move || drain_upload(store.import(&mut reader, &opts), &mut reader))
             .await?
             .to_string();
         self.emit("import", &id, &id);
@@ -292,13 +292,6 @@ impl ImageService {
 
 /// Reads what is left of a refused upload (up to 1 GiB), so the client, still sending, gets the
 /// error answer rather than a reset connection.
-fn drain_on_error<T>(result: Result<T>, reader: &mut impl Read) -> Result<T> {
-    if result.is_err() {
-        let _ = std::io::copy(&mut reader.take(1 << 30), &mut std::io::sink());
-    }
-    result
-}
-
 trait FiltersExt {
     fn default_with(key: &str, value: &str) -> Filters;
 }

@@ -131,6 +131,15 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
     b
 }
 
+/// Reads what is left of an uploaded body once its consumer is done with it, whether it
+/// succeeded or not. A tar reader stops at the end-of-archive block, and if the response went
+/// out with bytes unread, hyper closes the connection while the client may still be writing its
+/// last chunk: the client then sees "broken pipe" instead of our answer.
+pub fn drain_upload<T, R: std::io::Read>(result: T, reader: &mut R) -> T {
+    let _ = std::io::copy(&mut std::io::Read::take(reader, 1 << 30), &mut std::io::sink());
+    result
+}
+
 /// Runs blocking store work off the async threads.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> berth_image::Result<T> + Send + 'static,

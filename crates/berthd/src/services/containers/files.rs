@@ -250,38 +250,45 @@ impl ContainerService {
             opts.owner = Some(container_user(root.fd(), &rec.config.user));
         }
         opts.userns = root.userns.clone();
+        let mut reader = reader;
         run_blocking(move || {
-            let found = resolve::lookup(root.fd(), path.as_bytes()).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOENT) => FileError::NotFound {
-                    path: path.clone(),
-                    container: container.clone(),
-                },
-                Some(libc::ENOTDIR) => FileError::Invalid("extraction point is not a directory".into()),
-                _ => FileError::Io(e),
-            })?;
-            // The destination itself: symlinks followed, inside the container.
-            let dest = resolve::open_in_root(
-                root.fd(),
-                &found.resolved,
-                OFlags::RDONLY | OFlags::DIRECTORY,
-                true,
-            )
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOENT) => FileError::NotFound {
-                    path: path.clone(),
-                    container: container.clone(),
-                },
-                Some(libc::ENOTDIR) => FileError::Invalid("extraction point is not a directory".into()),
-                _ => FileError::Io(e),
-            })?;
-            match opts.userns.clone() {
-                Some(userns) => userns
-                    .as_root(|| Ok(extract::extract(reader, dest, &opts)))
-                    .map_err(FileError::Io)?,
-                None => extract::extract(reader, dest, &opts),
-            }
+            let result = extract_into(&root, &path, &container, &opts, &mut reader);
+            crate::services::drain_upload(result, &mut reader)
         })
         .await
+    }
+}
+
+/// Extracts the tar in `reader` at `path` inside the container's mounted root.
+fn extract_into(
+    root: &RootFs,
+    path: &str,
+    container: &str,
+    opts: &ExtractOptions,
+    reader: &mut (impl Read + Send),
+) -> FileResult<()> {
+    let missing = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOENT) => FileError::NotFound {
+            path: path.to_string(),
+            container: container.to_string(),
+        },
+        Some(libc::ENOTDIR) => FileError::Invalid("extraction point is not a directory".into()),
+        _ => FileError::Io(e),
+    };
+    let found = resolve::lookup(root.fd(), path.as_bytes()).map_err(missing)?;
+    // The destination itself: symlinks followed, inside the container.
+    let dest = resolve::open_in_root(
+        root.fd(),
+        &found.resolved,
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        true,
+    )
+    .map_err(missing)?;
+    match opts.userns.clone() {
+        Some(userns) => userns
+            .as_root(|| Ok(extract::extract(reader, dest, opts)))
+            .map_err(FileError::Io)?,
+        None => extract::extract(reader, dest, opts),
     }
 }
 
