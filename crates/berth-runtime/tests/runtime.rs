@@ -888,6 +888,16 @@ fn user_namespace_needs_mappings() {
 }
 
 #[test]
+fn priming_the_migration_lock_leaves_the_caller_where_it_was() {
+    require_root!();
+    let before = fs::read_to_string("/proc/self/cgroup").unwrap();
+    Cgroups::detect()
+        .prime_migration()
+        .expect("the caller's own cgroup is found and written");
+    assert_eq!(fs::read_to_string("/proc/self/cgroup").unwrap(), before);
+}
+
+#[test]
 fn device_rules_hold_on_cgroup_v2_through_an_ebpf_program() {
     require_root!();
     let Some(v2) = Cgroups::detect().v2_mountpoint().map(Path::to_path_buf) else {

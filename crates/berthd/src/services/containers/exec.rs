@@ -95,6 +95,8 @@ impl ContainerService {
                 rec.id
             )));
         }
+        // The exec's start follows at once.
+        super::ops::prime_cgroup_migration();
         if rec.state.paused {
             return Err(ContainerError::Conflict(format!(
                 "container {} is paused, unpause the container before exec",

@@ -451,10 +451,11 @@ impl ContainerService {
                 rec.id
             )));
         }
+        self.prepare_cgroup(&rec.id).await;
         let paths = entry.paths.clone();
         let prepared = {
             let (rec, paths) = (rec.clone(), paths.clone());
-            let cgroup = format!("{}/{}", self.inner.cgroup_parent, rec.id);
+            let cgroup = self.cgroup_name(&rec.id);
             let shared = self.shared_namespaces(&rec, &paths);
             let svc = self.clone();
             async move {
@@ -1089,6 +1090,7 @@ impl ContainerService {
     /// A start that failed before the process ran: attachers waiting for it are let go, and a
     /// `--rm` container goes (as Docker does).
     fn start_failed(&self, entry: &Arc<Entry>) {
+        self.discard_cgroup(&entry.id);
         entry.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
         entry.life.send_modify(|l| l.exits += 1);
         if entry.record().host_config.auto_remove {

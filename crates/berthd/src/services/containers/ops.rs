@@ -17,6 +17,18 @@ fn cgroups() -> &'static Cgroups {
     CGROUPS.get_or_init(Cgroups::detect)
 }
 
+/// Gives the next cgroup move (an exec's process) a head start: see
+/// [`Cgroups::prime_migration`]. Not awaited: it only has to begin before the move.
+pub(super) fn prime_cgroup_migration() {
+    tokio::task::spawn_blocking(prime);
+}
+
+fn prime() {
+    if let Err(e) = cgroups().prime_migration() {
+        tracing::debug!("priming the cgroup migration lock: {e}");
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ContainerError {
     ContainerError::Internal(e.to_string())
 }
@@ -45,13 +57,47 @@ struct UpdateConfig {
 }
 
 impl ContainerService {
-    fn cgroup_of(&self, entry: &Entry) -> Result<CgroupPath> {
-        let name = if self.inner.cgroup_parent.is_empty() {
-            entry.id.clone()
+    /// The container's cgroup, relative to each hierarchy's root (its spec's `cgroupsPath`).
+    pub(super) fn cgroup_name(&self, id: &str) -> String {
+        if self.inner.cgroup_parent.is_empty() {
+            id.to_string()
         } else {
-            format!("{}/{}", self.inner.cgroup_parent, entry.id)
-        };
-        cgroups().open(&name).map_err(internal)
+            format!("{}/{}", self.inner.cgroup_parent, id)
+        }
+    }
+
+    fn cgroup_of(&self, entry: &Entry) -> Result<CgroupPath> {
+        cgroups().open(&self.cgroup_name(&entry.id)).map_err(internal)
+    }
+
+    /// Makes a container's cgroup directories at the beginning of its start, then gives its
+    /// init's move into them a head start ([`Cgroups::prime_migration`], not awaited): the shim,
+    /// a few milliseconds later, finds them made (its own `create` only applies the limits) and
+    /// its move waits less for the kernel's grace period, or not at all. The directories come
+    /// first because the priming holds the kernel's cgroup mutex, which mkdir needs, while it
+    /// waits.
+    pub(super) async fn prepare_cgroup(&self, id: &str) {
+        let name = self.cgroup_name(id);
+        let (made_tx, made_rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cgroups().create(&name, &Default::default()) {
+                // The shim makes them (and reports what went wrong).
+                tracing::debug!("making cgroup {name}: {e}");
+            }
+            let _ = made_tx.send(());
+            prime();
+        });
+        let _ = made_rx.await;
+    }
+
+    /// Removes the (empty) cgroup directories of a container whose start failed before its
+    /// shim took them over.
+    pub(super) fn discard_cgroup(&self, id: &str) {
+        if let Ok(path) = cgroups().open(&self.cgroup_name(id)) {
+            for dir in path.dirs() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
     }
 
     /// `POST /containers/{id}/pause`: freezes every process of the container.
