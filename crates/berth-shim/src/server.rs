@@ -678,6 +678,9 @@ impl Shim {
         }
         self.execs.clear();
         self.sources.clear();
+        // Before the answer: once berthd hears of the exit it may start the container again,
+        // and the new init must not land in a cgroup that this shim is about to empty and remove.
+        remove_cgroup(&self.cgroups, self.cgroup.take().as_ref());
         let reply = format!("EXIT {line}\n");
         for id in 0..self.clients.len() {
             let Some(c) = &mut self.clients[id] else { continue };
@@ -691,7 +694,6 @@ impl Shim {
             }
             self.flush_client(id);
         }
-        remove_cgroup(&self.cgroups, self.cgroup.take().as_ref());
         let _ = fs::remove_file(self.cfg.state.join(berth_shim::SOCKET_NAME));
         // Connections already queued are still served (from the exit status) while closing.
         self.accept();

@@ -370,6 +370,27 @@ fn echo_to_both_streams_logs_and_exits() {
 }
 
 #[test]
+fn the_cgroup_is_gone_when_wait_answers() {
+    need_root!();
+    for _ in 0..5 {
+        let t = TestShim::new(&["true"], Opts::default());
+        let mut wait = t.waiter();
+        t.start();
+        assert_eq!(wait_reply(&mut wait).code, 0);
+        // berthd may start the container again as soon as it hears of the exit.
+        for root in cgroup_roots() {
+            assert!(
+                !root.join(&t.cgroup).exists(),
+                "cgroup {} still in {} when WAIT answered",
+                t.cgroup,
+                root.display()
+            );
+        }
+        t.assert_shim_gone();
+    }
+}
+
+#[test]
 fn exit_code() {
     need_root!();
     // Also: the ready pipe given as the shim's stdout.
