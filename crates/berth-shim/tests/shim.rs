@@ -248,10 +248,14 @@ impl TestShim {
         assert!(!self.state.join("shim.sock").exists(), "shim.sock left behind");
         assert!(self.exit_file().is_some(), "no exit file");
         assert!(!self.state.join(".exit.tmp").exists());
+        self.assert_cgroup_gone("left");
+    }
+
+    fn assert_cgroup_gone(&self, when: &str) {
         for root in cgroup_roots() {
             assert!(
                 !root.join(&self.cgroup).exists(),
-                "cgroup {} left in {}",
+                "cgroup {} {when} in {}",
                 self.cgroup,
                 root.display()
             );
@@ -378,14 +382,7 @@ fn the_cgroup_is_gone_when_wait_answers() {
         t.start();
         assert_eq!(wait_reply(&mut wait).code, 0);
         // berthd may start the container again as soon as it hears of the exit.
-        for root in cgroup_roots() {
-            assert!(
-                !root.join(&t.cgroup).exists(),
-                "cgroup {} still in {} when WAIT answered",
-                t.cgroup,
-                root.display()
-            );
-        }
+        t.assert_cgroup_gone("still there when WAIT answered");
         t.assert_shim_gone();
     }
 }

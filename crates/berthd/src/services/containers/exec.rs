@@ -95,8 +95,6 @@ impl ContainerService {
                 rec.id
             )));
         }
-        // The exec's start follows at once.
-        super::ops::prime_cgroup_migration();
         if rec.state.paused {
             return Err(ContainerError::Conflict(format!(
                 "container {} is paused, unpause the container before exec",
@@ -106,6 +104,8 @@ impl ContainerService {
         if config.cmd.is_empty() {
             return Err(ContainerError::Invalid("No exec command specified".into()));
         }
+        // The exec's start follows at once.
+        super::ops::prime_cgroup_migration();
         let id = super::random_id();
         let command = config.cmd.join(" ");
         self.emit(

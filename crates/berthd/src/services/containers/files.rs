@@ -228,7 +228,7 @@ impl ContainerService {
         name: &str,
         path: &str,
         opts: ExtractOptions,
-        reader: R,
+        mut reader: R,
     ) -> FileResult<()> {
         if path.is_empty() {
             return Err(FileError::Invalid("path is required".into()));
@@ -250,7 +250,6 @@ impl ContainerService {
             opts.owner = Some(container_user(root.fd(), &rec.config.user));
         }
         opts.userns = root.userns.clone();
-        let mut reader = reader;
         run_blocking(move || {
             let result = extract_into(&root, &path, &container, &opts, &mut reader);
             crate::services::drain_upload(result, &mut reader)
