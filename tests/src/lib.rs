@@ -426,7 +426,7 @@ fn remove_bridge(bridge: &str) {
     quiet(&["ip", "link", "del", bridge]);
     // Comments are `<tag>:...`: the colon keeps `berth-bt1x1` from matching `berth-bt1x10`.
     let tag = format!("berth-{bridge}:");
-    for table in ["nat", "filter"] {
+    for table in ["nat", "filter", "mangle"] {
         let rules = Command::new("iptables")
             .args(["-w", "-t", table, "-S"])
             .output()

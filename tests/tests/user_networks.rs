@@ -1,7 +1,7 @@
 //! User-defined networks through the stock docker CLI against a real berthd: names and aliases by
 //! the embedded DNS server, the default bridge without names, `--internal`, `--ip`, connect and
-//! disconnect of a running container, overlapping subnets, prune, and `network rm` leaving no
-//! bridge, veth or rule behind.
+//! disconnect of a running container, overlapping subnets, prune, networks isolated from each other,
+//! and `network rm` leaving no bridge, veth or rule behind.
 //!
 //! Every network gets an explicit subnet under 10.0.0.0/8 made from the daemon's own number, so
 //! tests running side by side never pick the same one.
@@ -59,7 +59,7 @@ fn sh_on(d: &Daemon, network: &str, script: &str) -> Output {
 }
 
 fn iptables_rules() -> String {
-    ["nat", "filter"]
+    ["nat", "filter", "mangle"]
         .iter()
         .map(|t| {
             let o = Command::new("iptables")
@@ -491,4 +491,71 @@ fn mac_address_is_the_one_asked_for() {
     );
     assert_eq!(status, 400, "{v}");
     docker_ok(&d, &["rm", "-f", "mac"]);
+}
+
+#[test]
+fn networks_are_isolated_from_each_other_but_published_ports_are_not() {
+    let mut d = Daemon::with_busybox();
+    let front = create_network(&d, "front", 1, &[]);
+    create_network(&d, "back", 2, &[]);
+    docker_ok(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "db",
+            "--network",
+            "back",
+            "-p",
+            "80",
+            "busybox",
+            "sh",
+            "-c",
+            HTTPD,
+        ],
+    );
+    let db = ip_on(&d, "db", "back");
+    let port = docker_ok(&d, &["port", "db", "80/tcp"]);
+    let port = port
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(':').next())
+        .unwrap()
+        .trim()
+        .to_string();
+    // `; echo`: sh stays pid 1, so the TERM from `timeout` reaches a wget stuck in connect.
+    let by_ip = format!("timeout 5 wget -qO- http://{db}/; echo rc=$?");
+    let front_gateway = subnet(&d, 1).replace(".0/24", ".1");
+    let by_port = format!("timeout 5 wget -qO- http://{front_gateway}:{port}/; echo rc=$?");
+
+    let isolated = |d: &Daemon| {
+        let out = sh_on(d, "back", &by_ip);
+        assert_success(&out, "wget by IP on the same network");
+        assert_eq!(stdout(&out), "hello\nrc=0\n");
+        for other in ["front", "bridge"] {
+            let out = sh_on(d, other, &by_ip);
+            assert_success(&out, &format!("sh on the {other} network"));
+            let got = stdout(&out);
+            assert!(
+                got.starts_with("rc=") && got != "rc=0\n",
+                "wget by IP from the {other} network into back must fail: {got:?}"
+            );
+        }
+        let out = sh_on(d, "front", &by_port);
+        assert_success(&out, "wget of the published port from the front network");
+        assert_eq!(stdout(&out), "hello\nrc=0\n");
+    };
+    isolated(&d);
+    d.restart();
+    isolated(&d);
+
+    docker_ok(&d, &["network", "rm", "front"]);
+    let gone = format!("br-{}", &front[..12]);
+    let rules = iptables_rules();
+    assert!(
+        !rules.lines().any(|l| l.contains(&gone)),
+        "no rule names the removed network's bridge:\n{rules}"
+    );
+    docker_ok(&d, &["rm", "-f", "db"]);
 }

@@ -1,8 +1,10 @@
 //! NAT and forwarding rules through the `iptables` binary: outbound masquerade for a network's subnet,
-//! forwarding to and from its bridge, and DNAT rules for published ports in a chain of ours.
+//! forwarding to and from its bridge, DNAT rules for published ports in a chain of ours, and the
+//! isolation of networks from each other.
 //!
-//! Every rule carries a comment (`<tag>:net:<subnet>`, `<tag>:ip:<address>`, `<tag>:jump`), so removal
-//! deletes exactly our rules, found by listing the tables (`iptables -S`), even after a crash.
+//! Every rule carries a comment (`<tag>:net:<subnet>`, `<tag>:ip:<address>`, `<tag>:jump`,
+//! `<tag>:isolate:<bridge>`), so removal deletes exactly our rules, found by listing the tables
+//! (`iptables -S`), even after a crash.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -10,6 +12,9 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::subnet::Ipv4Net;
+
+/// The tables our rules are in.
+const TABLES: [&str; 3] = ["nat", "filter", "mangle"];
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +80,11 @@ impl Nat {
     /// The comment on the rules of a container address (published ports).
     pub fn ip_comment(&self, ip: Ipv4Addr) -> String {
         format!("{}:ip:{ip}", self.tag)
+    }
+
+    /// The comment on the rules that keep the bridge `other`'s traffic out of this network.
+    pub fn isolation_comment(&self, other: &str) -> String {
+        format!("{}:isolate:{other}", self.tag)
     }
 
     fn jump_comment(&self) -> String {
@@ -200,6 +210,35 @@ impl Nat {
         )
     }
 
+    /// Drops what the bridge `other` (another network's) forwards into `bridge`, as Docker isolates
+    /// its networks from each other, except connections to a published port (DNAT): those are
+    /// meant to be reachable from anywhere. Idempotent.
+    ///
+    /// The rule is in the mangle table's FORWARD chain, which the kernel walks before the filter
+    /// table's: so no accept rule inserted later into filter FORWARD (a published port's, a newer
+    /// network's) can come before it.
+    pub fn isolate(&self, bridge: &str, other: &str) -> Result<()> {
+        let spec = [
+            "-i",
+            other,
+            "-o",
+            bridge,
+            "-m",
+            "conntrack",
+            "!",
+            "--ctstate",
+            "DNAT",
+            "-j",
+            "DROP",
+        ];
+        self.ensure("mangle", "FORWARD", &spec, &self.isolation_comment(other), false)
+    }
+
+    /// Removes the isolation from the bridge `other` (when that network goes).
+    pub fn remove_isolation(&self, other: &str) -> Result<()> {
+        self.remove_where(&self.isolation_comment(other))
+    }
+
     /// Removes every rule of the container address `ip` (its published ports).
     pub fn remove_all_for(&self, ip: Ipv4Addr) -> Result<()> {
         self.remove_where(&self.ip_comment(ip))
@@ -208,7 +247,7 @@ impl Nat {
     /// Removes every rule carrying our tag, then our chain.
     pub fn remove_all(&self) -> Result<()> {
         let prefix = format!("{}:", self.tag);
-        for table in ["nat", "filter"] {
+        for table in TABLES {
             for rule in self.list(table)? {
                 if comment_of(&rule).is_some_and(|c| c.starts_with(&prefix)) {
                     delete_rule(table, &rule)?;
@@ -226,7 +265,7 @@ impl Nat {
     pub fn rules(&self) -> Result<Vec<String>> {
         let prefix = format!("{}:", self.tag);
         let mut out = Vec::new();
-        for table in ["nat", "filter"] {
+        for table in TABLES {
             out.extend(
                 self.list(table)?
                     .into_iter()
@@ -266,7 +305,7 @@ impl Nat {
     }
 
     fn remove_where(&self, comment: &str) -> Result<()> {
-        for table in ["nat", "filter"] {
+        for table in TABLES {
             for rule in self.list(table)? {
                 if comment_of(&rule) == Some(comment) {
                     delete_rule(table, &rule)?;

@@ -232,6 +232,11 @@ impl NetworkService {
                 }),
             );
         }
+        for net in nets.values() {
+            for other in nets.values().filter(|o| o.record.id != net.record.id) {
+                net.nat.isolate(&net.record.bridge, &other.record.bridge)?;
+            }
+        }
         Ok(NetworkService {
             inner: Arc::new(Inner {
                 dir,
@@ -433,8 +438,13 @@ impl NetworkService {
             default: false,
         };
         let ipam_path = self.inner.dir.join(format!("{id}.ipam.json"));
+        let others: Vec<String> = existing.iter().map(|n| n.bridge.clone()).collect();
         let made = async {
             let nat = bring_up(&record).await?;
+            for other in &others {
+                nat.isolate(&record.bridge, other).map_err(internal)?;
+                nat_for(other).isolate(other, &record.bridge).map_err(internal)?;
+            }
             let ipam = Ipam::open_with(&ipam_path, subnet, gateway, ip_range).map_err(internal)?;
             berth_image::content::write_atomic(
                 &self.record_path(&id),
@@ -469,9 +479,17 @@ impl NetworkService {
         self.inner.dir.join("networks").join(format!("{id}.json"))
     }
 
+    /// Removes a network's bridge and rules, and the other networks' rules that isolate them from
+    /// it. `rec` is no longer in `nets`.
     async fn tear_down(&self, rec: &NetworkRecord) {
         if let Err(e) = nat_for(&rec.bridge).remove_all() {
             tracing::warn!(network = %rec.name, error = %e, "removing the network's iptables rules");
+        }
+        let others: Vec<Arc<Net>> = lock(&self.inner.nets).values().cloned().collect();
+        for other in others {
+            if let Err(e) = other.nat.remove_isolation(&rec.bridge) {
+                tracing::warn!(network = %other.record.name, error = %e, "removing an isolation rule");
+            }
         }
         if let Err(e) = Bridge::delete(&rec.bridge).await {
             tracing::warn!(network = %rec.name, error = %e, "removing the network's bridge");
