@@ -1,6 +1,6 @@
 //! Volumes and mounts through the stock docker CLI, `berth` and raw HTTP: named volumes that
-//! outlive containers and the daemon, read-only mounts, binds, tmpfs limits, copy-up, volumes-from,
-//! in-use refusal, prune, `rm -v`, and the bad input Docker refuses.
+//! outlive containers and the daemon, read-only mounts, binds (recursive or not), tmpfs limits,
+//! copy-up, volumes-from, in-use refusal, prune, `rm -v`, and the bad input Docker refuses.
 
 use berth_tests::{assert_failure, assert_success, mounts_under, stderr, stdout, Daemon};
 use serde_json::Value;
@@ -165,6 +165,59 @@ fn bind_mounts_show_host_files_and_write_through() {
     assert!(!gone.exists());
     assert_eq!(stdout(&d.docker(&["ps", "-aq"])), "");
     assert_eq!(mounts_under(&d.root()), 0);
+}
+
+/// A tmpfs mounted on the host for one test, unmounted when dropped.
+struct HostTmpfs(PathBuf);
+
+impl HostTmpfs {
+    fn mount(at: &Path) -> HostTmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert_success(&out, "mount a tmpfs on the host");
+        HostTmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_nonrecursive_bind_leaves_the_mounts_below_its_source_out() {
+    let d = Daemon::with_busybox();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("top"), "top\n").unwrap();
+    let sub = host.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let _tmpfs = HostTmpfs::mount(&sub);
+    std::fs::write(sub.join("inner"), "inner\n").unwrap();
+    let bind = format!("type=bind,source={},target=/h", host.path().display());
+    let list = |mount: &str| {
+        let out = d.docker(&[
+            "run",
+            "--rm",
+            "--mount",
+            mount,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /h/top; ls /h/sub",
+        ]);
+        assert_success(&out, &format!("run --mount {mount}"));
+        stdout(&out)
+    };
+    // A bind is recursive by default: the tmpfs below the source comes along.
+    assert_eq!(list(&bind), "top\ninner\n");
+    // The old and the new spelling of a non-recursive bind.
+    for option in ["bind-nonrecursive", "bind-recursive=disabled"] {
+        assert_eq!(list(&format!("{bind},{option}")), "top\n", "{option}");
+    }
 }
 
 #[test]

@@ -52,6 +52,22 @@ pub fn parse(raw: &str) -> Result<Value> {
             "bind-nonrecursive" => {
                 bind.insert("NonRecursive".into(), json!(truthy(&key, value.as_deref())?));
             }
+            // The docker CLI's newer spelling (API 1.44): `disabled` is `bind-nonrecursive`.
+            "bind-recursive" => match need()?.as_str() {
+                "enabled" => {}
+                "disabled" => {
+                    bind.insert("NonRecursive".into(), json!(true));
+                }
+                "writable" => {
+                    bind.insert("ReadOnlyNonRecursive".into(), json!(true));
+                }
+                "readonly" => {
+                    bind.insert("ReadOnlyForceRecursive".into(), json!(true));
+                }
+                other => bail!(
+                    "invalid value for {key}: {other} (must be enabled, disabled, writable or readonly)"
+                ),
+            },
             "bind-create-mountpoint" | "bind-create-src" => {
                 bind.insert("CreateMountpoint".into(), json!(truthy(&key, value.as_deref())?));
             }
@@ -153,5 +169,10 @@ mod tests {
         assert!(parse("type=bind,source=/x").is_err());
         assert!(parse("type=bind,bogus=1,target=/x").is_err());
         assert!(parse("type=volume,target=/x,readonly=maybe").is_err());
+        for flag in ["bind-nonrecursive", "bind-recursive=disabled"] {
+            let m = parse(&format!("type=bind,src=/tmp,dst=/x,{flag}")).unwrap();
+            assert_eq!(m["BindOptions"], json!({"NonRecursive": true}), "{flag}");
+        }
+        assert!(parse("type=bind,src=/tmp,dst=/x,bind-recursive=sometimes").is_err());
     }
 }

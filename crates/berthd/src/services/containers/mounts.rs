@@ -28,6 +28,9 @@ pub struct MountPoint {
     /// `rprivate`, `rshared`, ... (binds).
     #[serde(default)]
     pub propagation: String,
+    /// `bind-nonrecursive` (`BindOptions.NonRecursive`): mounts below the source stay out.
+    #[serde(default)]
+    pub non_recursive: bool,
     /// Copy what the image has at the destination into the volume while it is empty.
     #[serde(default)]
     pub copy_data: bool,
@@ -198,6 +201,7 @@ pub fn parse_mount(m: &Value) -> Result<MountPoint> {
                 } else {
                     propagation.into()
                 },
+                non_recursive: m["BindOptions"]["NonRecursive"].as_bool().unwrap_or(false),
                 ..Default::default()
             })
         }
@@ -285,7 +289,8 @@ pub fn spec_mounts(list: &[MountPoint]) -> Vec<Value> {
                     } else {
                         m.propagation.clone()
                     };
-                    let mut o = vec!["rbind".to_string(), propagation];
+                    let bind = if m.non_recursive { "bind" } else { "rbind" };
+                    let mut o = vec![bind.to_string(), propagation];
                     o.extend(ro);
                     json!({"destination": m.destination, "type": "bind", "source": m.source, "options": o})
                 }
@@ -525,5 +530,9 @@ mod tests {
         assert_eq!(spec[1]["destination"], "/a");
         assert_eq!(spec[0]["source"], "/vol/v");
         assert_eq!(spec[0]["options"], json!(["rbind", "rprivate"]));
+        let nonrec =
+            json!({"Type": "bind", "Source": "/tmp", "Target": "/t", "BindOptions": {"NonRecursive": true}});
+        let spec = spec_mounts(&[parse_mount(&nonrec).unwrap()]);
+        assert_eq!(spec[0]["options"], json!(["bind", "rprivate"]));
     }
 }
