@@ -13,8 +13,10 @@ use std::process::Command;
 use crate::error::{Error, Result};
 use crate::subnet::Ipv4Net;
 
-/// The tables our rules are in.
+/// The tables our rules are in: a network's and a published port's in nat and filter, the
+/// isolation between networks in mangle.
 const TABLES: [&str; 3] = ["nat", "filter", "mangle"];
+const NAT_AND_FILTER: &[&str] = &["nat", "filter"];
 
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,7 +155,7 @@ impl Nat {
 
     /// Removes every rule of the network `subnet`.
     pub fn remove_network(&self, subnet: Ipv4Net) -> Result<()> {
-        self.remove_where(&self.network_comment(subnet))
+        self.remove_where(NAT_AND_FILTER, &self.network_comment(subnet))
     }
 
     /// Adds the DNAT rule of a published port (in our chain) and the rule accepting its forwarded
@@ -236,12 +238,12 @@ impl Nat {
 
     /// Removes the isolation from the bridge `other` (when that network goes).
     pub fn remove_isolation(&self, other: &str) -> Result<()> {
-        self.remove_where(&self.isolation_comment(other))
+        self.remove_where(&["mangle"], &self.isolation_comment(other))
     }
 
     /// Removes every rule of the container address `ip` (its published ports).
     pub fn remove_all_for(&self, ip: Ipv4Addr) -> Result<()> {
-        self.remove_where(&self.ip_comment(ip))
+        self.remove_where(NAT_AND_FILTER, &self.ip_comment(ip))
     }
 
     /// Removes every rule carrying our tag, then our chain.
@@ -304,8 +306,10 @@ impl Nat {
         Ok(())
     }
 
-    fn remove_where(&self, comment: &str) -> Result<()> {
-        for table in TABLES {
+    /// Deletes the rules with exactly this comment from `tables` (each listed costs an
+    /// `iptables -S`, and this runs at every container's exit).
+    fn remove_where(&self, tables: &[&str], comment: &str) -> Result<()> {
+        for &table in tables {
             for rule in self.list(table)? {
                 if comment_of(&rule) == Some(comment) {
                     delete_rule(table, &rule)?;
